@@ -1,0 +1,42 @@
+"""The repository's install surface: pyproject.toml and environment.yml declare the same
+dependencies, and the README's test command is the one .ci/run executes."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _normalize(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower()
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = _pyproject()["project"]
+    declared = {_normalize(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        declared |= {_normalize(r) for r in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    mirrored = {_normalize(r) for r in pip_section if not r.startswith("-e")}
+    assert mirrored == declared, (
+        f"only in pyproject: {sorted(declared - mirrored)}; only in environment.yml: {sorted(mirrored - declared)}"
+    )
+    extras = ",".join(sorted(project["optional-dependencies"]))
+    assert f"-e .[{extras}]" in pip_section, "environment.yml must install the package with its extras"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    pattern = re.search(r"grep -m1 -E '([^']+)' README.md", ci).group(1)
+    matches = [line for line in readme.splitlines() if re.match(pattern, line)]
+    assert matches and matches[0] == 'pip install -e ".[dev]" && pytest --nbval'
+    assert 'pip install --quiet "torch==2.13.0"' in ci
