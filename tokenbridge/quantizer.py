@@ -214,6 +214,10 @@ class GaussianQuantizer:
         """Quantize then dequantize: the latents the decoder would see."""
         return self.dequantize(self.quantize(x, channel_dim), channel_dim)
 
+    def mse(self, x: torch.Tensor, channel_dim: int = 1) -> float:
+        """Mean squared round-trip error ``E[(dequantize(quantize(x)) - x)^2]`` in latent units."""
+        return float(((self(x, channel_dim) - x.float()) ** 2).mean())
+
     def stats(self, x: torch.Tensor, channel_dim: int = 1) -> QuantizerStats:
         """Out-of-range fraction, per-channel bin counts, usage and entropy (bits) of ``x``."""
         self._check_finite(x)
