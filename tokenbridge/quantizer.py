@@ -221,9 +221,10 @@ class GaussianQuantizer:
     def stats(self, x: torch.Tensor, channel_dim: int = 1) -> QuantizerStats:
         """Out-of-range fraction, per-channel bin counts, usage and entropy (bits) of ``x``."""
         self._check_finite(x)
+        r = self.config.std_range
         u = self.normalize(x, channel_dim)
-        out_of_range = (u.abs() > self.config.std_range).float().mean().item()
-        idx = self.quantize(x, channel_dim).long()
+        out_of_range = (u.abs() > r).float().mean().item()
+        idx = self._assign(u.clamp_(-r, r).reshape(-1)).reshape(x.shape).long()
         per_channel = idx.movedim(channel_dim, 0).reshape(idx.shape[channel_dim], -1)
         offsets = torch.arange(per_channel.shape[0], device=idx.device)[:, None] * self.levels
         counts = torch.bincount((per_channel + offsets).flatten(), minlength=per_channel.shape[0] * self.levels)
