@@ -1,0 +1,210 @@
+"""Safe loading and saving of weights: our safetensors format and the official checkpoints.
+
+Our model files are safetensors whose metadata key ``"tokenbridge"`` holds JSON
+``{"kind": "vae" | "classifier" | "generator", "config": {...}, "extra": {...}}`` so a file alone
+rebuilds its model. Foreign torch checkpoints are read with ``torch.load(weights_only=True)`` only:
+a pickle that would run code is refused. Training state (optimizer, EMA, step) is written
+atomically (temporary file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+FORMAT_KEY = "tokenbridge"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, unsafe, or not matching the model."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic writes
+# ------------------------------------------------------------------------------------------------
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_training_state(state: dict, path: str | os.PathLike) -> Path:
+    """Write a training state (tensors, numbers, strings, nested dicts/lists) atomically."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def read_torch_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU with errors that name the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{str(path)!r} was refused: it is not a plain weights file (its pickle asks "
+                              f"for objects beyond tensors and containers, which could run code): {e}") from None  # fmt: skip
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): "
+                              f"{type(e).__name__}: {e}") from None  # fmt: skip
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dict of weights")
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------
+# Strict state-dict checks
+# ------------------------------------------------------------------------------------------------
+
+
+def state_dict_mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[list, list, list]:
+    """``(missing, unexpected, mis-shaped)`` keys of ``state`` against ``model.state_dict()``."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                       for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))  # fmt: skip
+    return missing, unexpected, misshaped
+
+
+def _summarize(keys: list, limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                      ignore_prefixes: Iterable[str] = ()) -> nn.Module:  # fmt: skip
+    """Load ``state`` into ``model`` key for key (``strict=True``) after dropping ``ignore_prefixes``.
+
+    Raises `CheckpointError` listing missing, unexpected and mis-shaped keys.
+    """
+    ignore = tuple(ignore_prefixes)
+    state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
+    missing, unexpected, misshaped = state_dict_mismatches(model, state)
+    if missing or unexpected or misshaped:
+        parts = [f"{name} ({len(keys)}): {_summarize(keys)}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if keys]  # fmt: skip
+        raise CheckpointError(f"{source} does not match {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Our format: safetensors + JSON config in the metadata
+# ------------------------------------------------------------------------------------------------
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, kind: str, config: dict,
+               extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:  # fmt: skip
+    """Write ``model``'s state dict (floating tensors cast to ``dtype`` if given) with its config."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().to("cpu")
+        if dtype is not None and t.is_floating_point() and torch.isfinite(t).all():
+            t = t.to(dtype)  # buffers holding ±inf (masks) keep their dtype
+        tensors[name] = t.contiguous()
+    meta = {FORMAT_KEY: json.dumps({"kind": kind, "config": config, "extra": extra or {}})}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict in float32, header)`` of one of our safetensors files."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(FORMAT_KEY)
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers/data
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if raw is None:
+        raise CheckpointError(f"{str(path)!r} has no {FORMAT_KEY!r} metadata: not a TokenBridge Lab model file")
+    header = json.loads(raw)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return state, header
+
+
+def _builders() -> dict[str, Callable[[dict], nn.Module]]:
+    from tokenbridge.classifier import build_classifier
+    from tokenbridge.vae import build_vae
+
+    builders = {"vae": build_vae, "classifier": build_classifier}
+    try:
+        from tokenbridge.generator import build_generator
+    except ImportError:  # the generator module arrives separately
+        return builders
+    builders["generator"] = build_generator
+    return builders
+
+
+def load_model(path: str | os.PathLike, kind: str | None = None) -> nn.Module:
+    """Rebuild and load a model saved by `save_model` (in eval mode, float32, on CPU).
+
+    ``kind`` (optional) checks what the file holds, e.g. ``"vae"``.
+    """
+    state, header = read_model_file(path)
+    builders = _builders()
+    found = header.get("kind")
+    if kind is not None and found != kind:
+        raise CheckpointError(f"{str(path)!r} holds a {found!r} model, expected {kind!r}")
+    if found not in builders:
+        raise CheckpointError(f"{str(path)!r}: unknown model kind {found!r}; valid: {', '.join(builders)}")
+    try:
+        model = builders[found](header["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r}: its stored config does not build a {found}: {e}") from None
+    load_state_strict(model, state, repr(str(path)))
+    model.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Official checkpoints
+# ------------------------------------------------------------------------------------------------
+
+VAE_TRAINING_ONLY_PREFIXES = ("loss.",)
+"""LDM training checkpoints may carry the loss module (LPIPS, discriminator): not part of the VAE."""
+
+
+def unwrap_state_dict(obj: dict, source: str, wrappers: tuple[str, ...]) -> dict:
+    """The state dict inside a checkpoint: the first of ``wrappers`` present, or ``obj`` itself."""
+    for key in wrappers:
+        if key in obj:
+            if not isinstance(obj[key], dict):
+                raise CheckpointError(f"{source}: {key!r} holds a {type(obj[key]).__name__}, expected a state dict")
+            return obj[key]
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise CheckpointError(f"{source}: no state dict found (looked for keys {', '.join(map(repr, wrappers))}; "
+                          f"found {', '.join(map(repr, list(obj)[:8]))})")  # fmt: skip
+
+
+def load_official_vae(path: str | os.PathLike, **config_overrides) -> nn.Module:
+    """The official MAR ``kl16.ckpt`` (``{"model": state_dict}``) in our `AutoencoderKL`, strict keys."""
+    from tokenbridge.vae import kl16
+
+    source = repr(str(path))
+    state = unwrap_state_dict(read_torch_checkpoint(path), source, ("model", "state_dict"))
+    model = kl16(**config_overrides)
+    load_state_strict(model, state, source, ignore_prefixes=VAE_TRAINING_ONLY_PREFIXES)
+    return model.eval()

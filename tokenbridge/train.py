@@ -1,0 +1,406 @@
+"""Training: one loop for the VAE, the shapes classifier and the generator, plus the CLI.
+
+    python -m tokenbridge.train vae --out runs/vae --steps 3000 --export assets/vae_small
+    python -m tokenbridge.train classifier --out runs/classifier --steps 1500 --export assets/classifier
+    torchrun --nproc_per_node=2 -m tokenbridge.train vae --out runs/vae ...   # DDP, gloo on CPU
+
+What makes runs repeatable and resumable: the batch of step ``s`` and every random draw inside it
+(posterior noise, masks, label drop) depend only on ``(seed, s, rank)``, and the state written
+atomically every ``--checkpoint-every`` seconds holds model, EMA, optimizer and step. So a resumed
+run continues bit-identically on the same device. ``--export`` writes the EMA weights in our
+safetensors format with a JSON sidecar (command, data, steps, wall time, device, metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from tokenbridge import checkpoints
+from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ImageFolderDataset, ShapesDataset
+
+# ------------------------------------------------------------------------------------------------
+# Settings shared by every task
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopSettings:
+    """Optimization and bookkeeping; ``batch_size`` is global (split across DDP ranks)."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: float = 300.0
+    log_every: int = 10
+    device: str = "auto"
+
+
+@dataclass
+class Task:
+    """What differs between trainings: the model, the data, the loss, and the export metrics.
+
+    ``loss(model, batch, generator)`` calls ``model(...)`` (so DDP syncs gradients) and returns
+    ``(loss, {name: float})``. ``export_metrics(model, device)`` measures the exported model.
+    """
+
+    kind: str
+    build_model: Callable[[], nn.Module]
+    dataset: object
+    loss: Callable
+    model_config: Callable[[nn.Module], dict]
+    export_metrics: Callable[[nn.Module, torch.device], dict] = lambda model, device: {}
+    prepare_export: Callable[[nn.Module, torch.device], nn.Module] = lambda model, device: model
+    data_description: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------
+# Deterministic data order and randomness
+# ------------------------------------------------------------------------------------------------
+
+
+class StepBatches:
+    """Batch of step ``s``: global positions ``s·B … s·B + B − 1`` through a per-epoch permutation.
+
+    The permutation of epoch ``e`` is ``randperm(N)`` seeded by ``(seed, e)``; rank ``r`` of ``W``
+    takes every ``W``-th item of the global batch (a distributed sampler without state).
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if len(dataset) == 0:
+            raise ValueError("the training dataset is empty")
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes")
+        self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _index(self, position: int) -> int:
+        n = len(self.dataset)
+        epoch, offset = divmod(position, n)
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))}
+        return int(self._perms[epoch][offset])
+
+    def __call__(self, step: int) -> list[torch.Tensor]:
+        start = step * self.batch_size
+        items = [self.dataset[self._index(start + j)] for j in range(self.rank, self.batch_size, self.world)]
+        return [torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(len(items[0]))]
+
+
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The one generator for every random draw of a step (distinct per rank)."""
+    return torch.Generator(device).manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % (2**63))
+
+
+def lr_at(step: int, settings: LoopSettings) -> float:
+    """Linear warmup to ``lr``, then cosine decay to 10% of it at the last step."""
+    if step < settings.warmup_steps:
+        return settings.lr * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+    return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop
+# ------------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world)``; initializes the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False,
+          progress: bool = True) -> tuple[nn.Module, dict]:  # fmt: skip
+    """Run (or continue) training; returns ``(ema_model, state_info)``.
+
+    The training state lives in ``out_dir/state.pt``. With ``resume`` an existing state is
+    continued; without it an existing state is an error (never silently overwritten).
+    """
+    from tqdm.auto import tqdm
+
+    rank, world = _distributed()
+    device = pick_device(settings.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    out_dir = Path(out_dir)
+    state_path = out_dir / "state.pt"
+    if state_path.exists() and not resume:
+        raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another --out")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = task.build_model().to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    decay_params = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay_params, "weight_decay": settings.weight_decay},
+                                   {"params": other_params, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.95))  # fmt: skip
+    start, wall = 0, 0.0
+    if resume and state_path.exists():
+        state = checkpoints.read_torch_checkpoint(state_path)
+        if state.get("kind") != task.kind:
+            raise checkpoints.CheckpointError(f"{state_path} is a {state.get('kind')!r} run, not {task.kind!r}")
+        checkpoints.load_state_strict(model, state["model"], str(state_path))
+        checkpoints.load_state_strict(ema, state["ema"], str(state_path))
+        optimizer.load_state_dict(state["optimizer"])
+        start, wall = int(state["step"]), float(state["wall_time_s"])
+
+    def save(step: int) -> None:
+        if rank == 0:
+            checkpoints.save_training_state({"kind": task.kind, "step": step, "wall_time_s": wall + time.time() - t0,
+                                             "model": model.state_dict(), "ema": ema.state_dict(),
+                                             "optimizer": optimizer.state_dict(),
+                                             "settings": vars(settings)}, state_path)  # fmt: skip
+
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    batches = StepBatches(task.dataset, settings.batch_size, settings.seed, rank, world)
+    t0 = last_save = time.time()
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=f"train {task.kind}",
+               disable=not progress or rank != 0, dynamic_ncols=True)  # fmt: skip
+    model.train()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, settings)
+        batch = [t.to(device) for t in batches(step)]
+        loss, logs = task.loss(net, batch, step_generator(settings.seed, step, rank, device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, min(settings.ema_decay, (1 + step) / (10 + step)))
+        if step % settings.log_every == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
+        if time.time() - last_save > settings.checkpoint_every:
+            save(step + 1)
+            last_save = time.time()
+    save(settings.steps)
+    info = {"steps": settings.steps, "wall_time_s": round(wall + time.time() - t0, 1), "world_size": world,
+            "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device)}  # fmt: skip
+    return ema.eval(), info
+
+
+def export(task: Task, ema: nn.Module, info: dict, settings: LoopSettings, export_path: str | os.PathLike,
+           dtype: torch.dtype = torch.float16) -> Path:  # fmt: skip
+    """Write ``<export_path>.safetensors`` (``dtype`` weights) and ``<export_path>.json``; metrics are
+    measured on the model read back from the written file (what ships is what was measured)."""
+    export_path = Path(export_path)
+    device = next(ema.parameters()).device
+    model = task.prepare_export(ema, device)
+    weights = export_path.with_suffix(".safetensors")
+    checkpoints.save_model(model, weights, task.kind, task.model_config(model), dtype=dtype)
+    shipped = checkpoints.load_model(weights, kind=task.kind).to(device)
+    sidecar = {
+        "command": "python -m tokenbridge.train " + " ".join(a for a in sys.argv[1:] if a != "--resume"),
+        "kind": task.kind,
+        "data": task.data_description,
+        "seed": settings.seed,
+        "steps": info["steps"],
+        "batch_size": settings.batch_size,
+        "wall_time_s": info["wall_time_s"],
+        "device": info["device"],
+        "world_size": info["world_size"],
+        "weights_dtype": str(dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "created": datetime.date.today().isoformat(),
+        "metrics": task.export_metrics(shipped, device),
+    }
+    checkpoints.atomic_write(export_path.with_suffix(".json"),
+                             lambda tmp: Path(tmp).write_text(json.dumps(sidecar, indent=2) + "\n"))  # fmt: skip
+    return weights
+
+
+# ------------------------------------------------------------------------------------------------
+# Tasks
+# ------------------------------------------------------------------------------------------------
+
+
+def training_images(data: str, size: int):
+    """``"shapes"`` (procedural, effectively endless) or an image folder (one sub-folder per class)."""
+    if data == "shapes":
+        return ShapesDataset(10_000_000, seed=TRAIN_SEED, size=size)
+    return ImageFolderDataset(data, size=size)
+
+
+def heldout_shapes(count: int, size: int) -> ShapesDataset:
+    return ShapesDataset(count, seed=HELDOUT_SEED, size=size)
+
+
+def _image_batches(dataset, count: int, batch_size: int = 64):
+    for start in range(0, count, batch_size):
+        items = [dataset[i] for i in range(start, min(count, start + batch_size))]
+        yield torch.stack([it[0] for it in items]), torch.stack([it[1] for it in items])
+
+
+def vae_task(args) -> Task:
+    from tokenbridge import vae as vae_module
+    from tokenbridge.metrics import psnr
+    from tokenbridge.quantizer import GaussianQuantizer
+
+    dataset = training_images(args.data, args.image_size)
+    overrides = {"resolution": args.image_size}
+
+    def loss(net, batch, generator):
+        images = batch[0]
+        recon, posterior = net(images, generator)
+        rec = (recon - images).abs().mean() if args.recon_loss == "l1" else (recon - images).pow(2).mean()
+        kl = posterior.kl().mean()
+        return rec + args.kl_weight * kl, {"rec": rec.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def prepare_export(model, device):
+        """Measure the latent std on training images; store ``scale_factor = 1 / std`` in the config."""
+        latents = torch.cat([model.encode(x.to(device)).mean.cpu() for x, _ in _image_batches(dataset, 2048)])
+        std = float(latents.float().std())
+        config = vae_module.VAEConfig(**{**model.config.to_dict(), "scale_factor": round(1.0 / std, 6)})
+        rebuilt = vae_module.build_vae(config).to(device)
+        rebuilt.load_state_dict(model.state_dict())
+        return rebuilt.eval()
+
+    @torch.no_grad()
+    def export_metrics(model, device):
+        quantizer = GaussianQuantizer.official()
+        cont, quant = [], []
+        for x, _ in _image_batches(heldout_shapes(1000, args.image_size), 1000):
+            x = x.to(device)
+            z = model.encode_latents(x)
+            cont.append(psnr(model.decode_latents(z), x))
+            quant.append(psnr(model.decode_latents(quantizer.dequantize(quantizer.quantize(z))), x))
+        return {"heldout_images": 1000, "psnr_continuous_db": round(float(torch.cat(cont).mean()), 3),
+                "psnr_quantized_b64_db": round(float(torch.cat(quant).mean()), 3),
+                "latent_scale_factor": model.config.scale_factor,
+                "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
+
+    return Task(
+        kind="vae",
+        build_model=lambda: vae_module.PRESETS[args.preset](**overrides),
+        dataset=dataset,
+        loss=loss,
+        model_config=lambda m: m.config.to_dict(),
+        export_metrics=export_metrics,
+        prepare_export=prepare_export,
+        data_description={**getattr(dataset, "description", {"kind": "folder", "root": args.data}),
+                          "recon_loss": args.recon_loss, "kl_weight": args.kl_weight},  # fmt: skip
+    )
+
+
+def classifier_task(args) -> Task:
+    from tokenbridge.classifier import ClassifierConfig, build_classifier
+    from tokenbridge.metrics import accuracy, classifier_outputs
+
+    dataset = training_images(args.data, args.image_size)
+    num_classes = len(dataset.classes)
+
+    def loss(net, batch, generator):
+        images, labels = batch[0], batch[1]
+        ce = F.cross_entropy(net(images), labels)
+        return ce, {}
+
+    @torch.no_grad()
+    def export_metrics(model, device):
+        heldout = heldout_shapes(2000, args.image_size)
+        labels = torch.tensor([heldout[i][1] for i in range(len(heldout))])
+        _, predicted = classifier_outputs(model, (x for x, _ in _image_batches(heldout, len(heldout))), device)
+        return {"heldout_images": len(heldout), "heldout_accuracy": round(accuracy(predicted, labels), 4),
+                "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
+
+    return Task(
+        kind="classifier",
+        build_model=lambda: build_classifier(ClassifierConfig(num_classes=num_classes, image_size=args.image_size)),
+        dataset=dataset,
+        loss=loss,
+        model_config=lambda m: m.config.to_dict(),
+        export_metrics=export_metrics,
+        data_description=getattr(dataset, "description", {"kind": "folder", "root": args.data}),
+    )
+
+
+TASKS: dict[str, Callable[[argparse.Namespace], Task]] = {"vae": vae_task, "classifier": classifier_task}
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tokenbridge.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--out", required=True, help="run folder (training state, resumable)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--export", help="write EMA weights + JSON sidecar to this path (no extension)")
+    parser.add_argument("--data", default="shapes", help="'shapes' or an image folder (one sub-folder per class)")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--preset", default="small", help="VAE preset (vae task)")
+    parser.add_argument("--kl-weight", type=float, default=5e-4,
+                        help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
+    parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
+    defaults = LoopSettings()
+    for name, value in vars(defaults).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    for name in ("steps", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.lr <= 0:
+        parser.error("--lr must be > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = LoopSettings(**{k: getattr(args, k) for k in vars(LoopSettings())})
+    task = TASKS[args.task](args)
+    ema, info = train(task, settings, args.out, resume=args.resume, progress=not args.no_progress)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if args.export and rank == 0:
+        path = export(task, ema, info, settings, args.export)
+        print(f"exported {path} and {path.with_suffix('.json')}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""KL autoencoder: the LDM / MAR ``AutoencoderKL`` architecture, written here, key-compatible.
+
+Parameter names and shapes equal the official MAR KL-16 checkpoint (``kl16.ckpt``), so its
+state dict loads with ``strict=True`` into `kl16()`; `small()` is the embedded 64×64 preset.
+
+Two latent conventions, kept apart by name:
+
+- ``encode(images) -> DiagonalGaussian`` and ``decode(z)`` work on *unscaled* latents, exactly as
+  the official ``AutoencoderKL`` does;
+- ``encode_latents(images)`` / ``decode_latents(x)`` give and take latents multiplied by the
+  config's ``scale_factor`` (≈ unit variance): what the quantizer and the generator see.
+
+Images are ``[B, 3, H, W]`` float in [-1, 1]; latents ``[B, embed_dim, H/f, W/f]`` with
+``f = 2 ** (len(ch_mult) - 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Every size of the autoencoder, stored inside each checkpoint (``asdict`` / ``VAEConfig(**d)``).
+
+    ``scale_factor`` multiplies latents before the quantizer/generator see them (official KL-16:
+    0.2325; ours: 1 / std of the latents on the training data, measured after training).
+    """
+
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    encoder_attn_resolutions: tuple[int, ...] = (16,)
+    decoder_attn_resolutions: tuple[int, ...] = ()
+    resolution: int = 256
+    in_channels: int = 3
+    out_channels: int = 3
+    z_channels: int = 16
+    embed_dim: int = 16
+    dropout: float = 0.0
+    scale_factor: float = 0.2325
+
+    def __post_init__(self):
+        # JSON round trips turn tuples into lists; keep the dataclass hashable and comparable.
+        for name in ("ch_mult", "encoder_attn_resolutions", "decoder_attn_resolutions"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.ch <= 0 or self.ch % 32:
+            raise ValueError(f"ch must be a positive multiple of 32 (GroupNorm(32)), got {self.ch}")
+        if not self.ch_mult or min(self.ch_mult) <= 0:
+            raise ValueError(f"ch_mult must be non-empty and positive, got {self.ch_mult}")
+        if self.resolution % self.downsampling_factor:
+            raise ValueError(f"resolution {self.resolution} is not divisible by the stride {self.downsampling_factor}")
+        if not self.scale_factor > 0 or not math.isfinite(self.scale_factor):
+            raise ValueError(f"scale_factor must be a positive finite number, got {self.scale_factor}")
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Spatial stride between images and latents."""
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        """Latent height/width for images of ``resolution`` pixels."""
+        return self.resolution // self.downsampling_factor
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks (names match the LDM code the official checkpoints were saved from)
+# ------------------------------------------------------------------------------------------------
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    """norm → SiLU → conv, twice, plus a 1×1 ``nin_shortcut`` when the width changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+        super().__init__()
+        self.norm1 = _group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = _group_norm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
+        return shortcut + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention with 1×1-conv q/k/v/proj_out (LDM ``AttnBlock``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = _group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x_norm = self.norm(x)
+        q_BLC, k_BLC, v_BLC = (m(x_norm).flatten(2).transpose(1, 2) for m in (self.q, self.k, self.v))
+        out_BLC = F.scaled_dot_product_attention(q_BLC[:, None], k_BLC[:, None], v_BLC[:, None])[:, 0]
+        return x + self.proj_out(out_BLC.transpose(1, 2).reshape(b, c, h, w))
+
+
+class Downsample(nn.Module):
+    """Stride-2 3×3 conv after asymmetric (0, 1, 0, 1) padding, as LDM."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour ×2 then a 3×3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class _Level(nn.Module):
+    """One resolution level: ``block`` (ResnetBlocks), ``attn`` (possibly empty), optional resampler."""
+
+    def __init__(self, blocks: list[nn.Module], attns: list[nn.Module]):
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+        self.attn = nn.ModuleList(attns)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.block):
+            x = block(x)
+            if self.attn:
+                x = self.attn[i](x)
+        return x
+
+
+class _Mid(nn.Module):
+    def __init__(self, channels: int, dropout: float):
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels, dropout)
+        self.attn_1 = AttnBlock(channels)
+        self.block_2 = ResnetBlock(channels, channels, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+class Encoder(nn.Module):
+    """Images ``[B, 3, H, W]`` → ``[B, 2·z_channels, H/f, W/f]`` (mean and log-variance halves)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
+        widths = [cfg.ch * m for m in (1, *cfg.ch_mult)]
+        res = cfg.resolution
+        self.down = nn.ModuleList()
+        for level in range(len(cfg.ch_mult)):
+            w_in, w_out = widths[level], widths[level + 1]
+            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, cfg.dropout) for i in range(cfg.num_res_blocks)]
+            attns = [AttnBlock(w_out) for _ in blocks] if res in cfg.encoder_attn_resolutions else []
+            stage = _Level(blocks, attns)
+            if level != len(cfg.ch_mult) - 1:
+                stage.downsample = Downsample(w_out)
+                res //= 2
+            self.down.append(stage)
+        self.mid = _Mid(widths[-1], cfg.dropout)
+        self.norm_out = _group_norm(widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], 2 * cfg.z_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        for stage in self.down:
+            h = stage(h)
+            if hasattr(stage, "downsample"):
+                h = stage.downsample(h)
+        h = self.mid(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """Latents ``[B, z_channels, h, w]`` → images ``[B, 3, h·f, w·f]`` (unbounded; ≈ [-1, 1])."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        res = cfg.latent_size
+        self.conv_in = nn.Conv2d(cfg.z_channels, widths[-1], 3, padding=1)
+        self.mid = _Mid(widths[-1], cfg.dropout)
+        levels: list[nn.Module] = []
+        w_in = widths[-1]
+        for level in reversed(range(len(cfg.ch_mult))):
+            w_out = widths[level]
+            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, cfg.dropout) for i in range(cfg.num_res_blocks + 1)]
+            attns = [AttnBlock(w_out) for _ in blocks] if res in cfg.decoder_attn_resolutions else []
+            stage = _Level(blocks, attns)
+            if level != 0:
+                stage.upsample = Upsample(w_out)
+                res *= 2
+            levels.insert(0, stage)  # ``up.0`` is the full-resolution level, as in LDM
+            w_in = w_out
+        self.up = nn.ModuleList(levels)
+        self.norm_out = _group_norm(widths[0])
+        self.conv_out = nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.conv_in(z))
+        for stage in reversed(self.up):
+            h = stage(h)
+            if hasattr(stage, "upsample"):
+                h = stage.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Posterior and autoencoder
+# ------------------------------------------------------------------------------------------------
+
+
+class DiagonalGaussian:
+    """Posterior N(mean, std²) per latent element; log-variance clamped to [-30, 20] as LDM."""
+
+    def __init__(self, moments: torch.Tensor):
+        self.mean, logvar = moments.chunk(2, dim=1)
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """mean + std · ε with ε from ``generator`` (reparameterized: gradients flow)."""
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL(q ‖ N(0, I)) per element, ``[B, C, h, w]`` (nats)."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar)
+
+
+class AutoencoderKL(nn.Module):
+    """Encoder + ``quant_conv`` → diagonal Gaussian → ``post_quant_conv`` + decoder."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.quant_conv = nn.Conv2d(2 * config.z_channels, 2 * config.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
+
+    @property
+    def scale_factor(self) -> float:
+        return self.config.scale_factor
+
+    def encode(self, images: torch.Tensor) -> DiagonalGaussian:
+        """Images ``[B, 3, H, W]`` in [-1, 1] → posterior over *unscaled* latents."""
+        self._check_images(images)
+        return DiagonalGaussian(self.quant_conv(self.encoder(images)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """*Unscaled* latents ``[B, embed_dim, h, w]`` → images ``[B, 3, H, W]`` (≈ [-1, 1])."""
+        if z.dim() != 4 or z.shape[1] != self.config.embed_dim:
+            raise ValueError(f"expected latents [B, {self.config.embed_dim}, h, w], got {tuple(z.shape)}")
+        return self.decoder(self.post_quant_conv(z))
+
+    def encode_latents(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                       sample: bool = False) -> torch.Tensor:  # fmt: skip
+        """Scaled latents (posterior mean, or a sample when ``sample``) × ``scale_factor``."""
+        posterior = self.encode(images)
+        z = posterior.sample(generator) if sample else posterior.mean
+        return z * self.config.scale_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (as from `encode_latents` or the quantizer) → images."""
+        return self.decode(latents / self.config.scale_factor)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None):
+        """Training pass: ``(reconstruction, posterior)`` with a posterior sample decoded."""
+        posterior = self.encode(images)
+        return self.decode(posterior.sample(generator)), posterior
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.dim() != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected images [B, {self.config.in_channels}, H, W], got {tuple(images.shape)}")
+        f = self.config.downsampling_factor
+        if images.shape[-1] % f or images.shape[-2] % f:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} is not divisible by the VAE stride {f}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Presets
+# ------------------------------------------------------------------------------------------------
+
+
+def kl16(**overrides) -> AutoencoderKL:
+    """The official MAR KL-16 (256×256 → 16×16×16; 66,456,019 parameters)."""
+    return AutoencoderKL(VAEConfig(**overrides))
+
+
+def small(**overrides) -> AutoencoderKL:
+    """The embedded preset: 64×64 → 8×8×16, widths 32-64-64-128, one ResNet block per level.
+
+    Sized so that training on 2 CPU cores takes well under an hour; ``scale_factor`` is a
+    placeholder of 1.0 until training measures it.
+    """
+    settings = dict(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, encoder_attn_resolutions=(),
+                    decoder_attn_resolutions=(), resolution=64, scale_factor=1.0)  # fmt: skip
+    settings.update(overrides)
+    return AutoencoderKL(VAEConfig(**settings))
+
+
+def tiny(**overrides) -> AutoencoderKL:
+    """A very small preset for tests (32×32 → 8×8×4)."""
+    settings = dict(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, encoder_attn_resolutions=(),
+                    decoder_attn_resolutions=(), resolution=32, z_channels=4, embed_dim=4, scale_factor=1.0)  # fmt: skip
+    settings.update(overrides)
+    return AutoencoderKL(VAEConfig(**settings))
+
+
+PRESETS = {"kl16": kl16, "small": small, "tiny": tiny}
+
+
+def build_vae(config: VAEConfig | dict) -> AutoencoderKL:
+    """A VAE from a stored config (dict from JSON or a `VAEConfig`)."""
+    return AutoencoderKL(config if isinstance(config, VAEConfig) else VAEConfig(**config))
