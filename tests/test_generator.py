@@ -1,0 +1,305 @@
+"""Generator: official key lists, presets, channel-head causality and caching, training loss."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenbridge.generator import (
+    GENERATORS,
+    GeneratorConfig,
+    TokenBridge,
+    build_generator,
+    patchify,
+    tokenbridge_tiny,
+    unpatchify,
+)
+from tokenbridge.quantizer import GaussianQuantizer
+from tokenbridge.spectral import OFFICIAL_KL16_ORDER
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+OFFICIAL = ("tokenbridge_base", "tokenbridge_large", "tokenbridge_huge")
+
+
+def randomized(model: TokenBridge, seed: int = 0, std: float = 0.3) -> TokenBridge:
+    """Every parameter ~ N(0, std): zero-init AdaLN would hide most of the channel head."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model.eval()
+
+
+def small_tiny(**overrides) -> TokenBridge:
+    """16 tokens × 6 channels × 8 levels: fast, still multi-channel."""
+    return tokenbridge_tiny(**{"img_size": 32, "vae_embed_dim": 6, "quant_levels": 8, **overrides})
+
+
+def reference(name: str) -> dict:
+    path = REFERENCE / f"keys_{name}.json"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------ official compatibility
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_official_presets_match_key_lists_and_counts(name):
+    ref = reference(name)
+    with torch.device("meta"):
+        model = GENERATORS[name]()
+    want = {e["name"]: tuple(e["shape"]) for e in ref["entries"]}
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert got == want
+    assert {k for k, _ in model.named_buffers()} == {e["name"] for e in ref["entries"] if e["buffer"]}
+    assert sum(p.numel() for p in model.parameters()) == ref["num_parameters"]
+    assert model.config.channel_order == OFFICIAL_KL16_ORDER
+
+
+def test_official_state_dict_loads_strictly_and_rejects_a_missing_key():
+    ref = reference("tokenbridge_base")
+    state = {e["name"]: torch.empty(e["shape"], device="meta") for e in ref["entries"]}
+    with torch.device("meta"):
+        model = build_generator("tokenbridge_base")
+    model.load_state_dict(state, strict=True, assign=True)
+    del state["channel_heads.15.bias"]
+    with pytest.raises(RuntimeError, match="channel_heads.15.bias"):
+        model.load_state_dict(state, strict=True, assign=True)
+
+
+def test_official_keyword_constructor_and_buffers():
+    model = TokenBridge(img_size=32, vae_stride=8, encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=2,
+                        decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, channel_embed_dim=16,
+                        channel_depth=1, channel_heads=2, quant_levels=64, vae_embed_dim=4, buffer_size=2)
+    q = GaussianQuantizer(64, 5.0, 3.0)
+    assert model.config.quant_levels == 64 and model.config.norm_eps == 1e-5
+    assert torch.equal(model.reconstruction_values, q.values)
+    assert torch.equal(model.boundaries, q.boundaries)
+    expected = torch.full((4, 4), float("-inf")).triu(1)
+    assert torch.equal(model.channel_mask, expected)
+    with pytest.raises(ValueError, match="unknown TokenBridge argument.*norm_layer"):
+        TokenBridge(norm_layer=torch.nn.LayerNorm)
+
+
+def test_every_preset_builds_on_meta():
+    for name, factory in GENERATORS.items():
+        with torch.device("meta"):
+            model = factory()
+        assert all(p.is_meta for p in model.parameters()), name
+    with torch.device("meta"):
+        assert sum(p.numel() for p in GENERATORS["tokenbridge_tiny"]().parameters()) < 200_000
+
+
+# ------------------------------------------------------------------ config
+def test_config_json_round_trip_and_rebuild():
+    config = small_tiny(channel_order=(5, 0, 4, 1, 3, 2)).config
+    restored = GeneratorConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored == config and isinstance(restored.channel_order, tuple)
+    a, b = build_generator(config), build_generator(restored.to_dict())
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(channel_order=(0, 1, 1, 2, 3, 4)), "permutation of 0..5"),
+        (dict(encoder_num_heads=3), "encoder_embed_dim 32 is not divisible"),
+        (dict(quant_min=-4.0), "quant_min/quant_max"),
+        (dict(head="mixed"), "valid: autoregressive, parallel"),
+        (dict(img_size=30), "not divisible by vae_stride"),
+        (dict(quant_levels=1), "levels"),
+        (dict(buffer_size=0), "buffer_size must be a positive integer"),
+    ],
+)
+def test_bad_configs_raise(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        small_tiny(**overrides)
+
+
+def test_unknown_config_key_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown generator config key.*valid:.*vae_stride"):
+        GeneratorConfig.from_dict({"vae_strid": 8})
+    with pytest.raises(ValueError, match="unknown generator preset 'tokenbridge_xl'"):
+        build_generator("tokenbridge_xl")
+
+
+# ------------------------------------------------------------------ backbone
+def test_patchify_round_trip():
+    latents = torch.randn(2, 3, 8, 8)
+    tokens = patchify(latents, 2)
+    assert tokens.shape == (2, 16, 12)
+    assert torch.equal(tokens[0, 1], latents[0, :, 0:2, 2:4].reshape(-1))
+    assert torch.equal(unpatchify(tokens, 4, 2), latents)
+
+
+def test_backbone_ignores_masked_inputs_and_maps_class_num_to_fake_latent():
+    model = randomized(small_tiny())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 16, 6, generator=g)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :10] = True
+    labels = torch.tensor([3, model.config.class_num])
+    z = model.forward_backbone(x, labels, mask)
+    assert z.shape == (2, 16, 32)
+    x_masked_changed = x.clone()
+    x_masked_changed[:, :10] += 1.0
+    assert torch.equal(model.forward_backbone(x_masked_changed, labels, mask), z)
+    x_known_changed = x.clone()
+    x_known_changed[:, 12] += 1.0
+    assert not torch.allclose(model.forward_backbone(x_known_changed, labels, mask), z)
+    with torch.no_grad():
+        model.fake_latent.add_(1.0)  # moves the unconditional row only
+    z2 = model.forward_backbone(x, labels, mask)
+    assert torch.equal(z2[0], z[0]) and not torch.allclose(z2[1], z[1])
+
+
+def test_backbone_rejects_ragged_masks():
+    model = small_tiny().eval()
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[0, :3] = True
+    with pytest.raises(ValueError, match="same number of positions"):
+        model.forward_backbone(torch.zeros(2, 16, 6), torch.tensor([0, 1]), mask)
+
+
+# ------------------------------------------------------------------ channel head
+def _head_inputs(model, m=5, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(m, model.config.decoder_embed_dim, generator=g)
+    targets = torch.randint(0, model.config.quant_levels, (m, model.config.token_dim), generator=g)
+    return z, targets
+
+
+def test_channel_head_is_causal():
+    model = randomized(small_tiny())
+    z, targets = _head_inputs(model)
+    logits = model.forward_channel_head(z, targets)
+    assert logits.shape == (5, 6, 8)
+    for c in range(6):
+        changed = targets.clone()
+        changed[:, c] = (changed[:, c] + 1) % 8
+        differs = (model.forward_channel_head(z, changed) - logits).abs().amax(dim=(0, 2)) > 1e-6
+        assert differs.tolist() == [i > c for i in range(6)], c
+
+
+def test_cached_and_prefix_decoding_equal_the_full_forward():
+    model = randomized(small_tiny(channel_depth=2))
+    z, targets = _head_inputs(model)
+    full = model.forward_channel_head(z, targets)
+    cache = model.begin_channel_decoding(z)
+    for c in range(6):
+        step = model.channel_head_step(cache, targets[:, c - 1] if c else None)
+        prefix = model.channel_head_prefix(z, targets[:, :c])
+        torch.testing.assert_close(step, full[:, c], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(prefix, full[:, c], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="already decoded"):
+        model.channel_head_step(cache, targets[:, 5])
+
+
+def test_parallel_head_ignores_targets():
+    model = randomized(small_tiny(head="parallel"))
+    assert len(model.token_embeddings) == 0
+    z, targets = _head_inputs(model)
+    logits = model.forward_channel_head(z, targets)
+    torch.testing.assert_close(model.forward_channel_head(z, None), logits, atol=0, rtol=0)
+    cache = model.begin_channel_decoding(z)
+    for c in range(6):
+        torch.testing.assert_close(model.channel_head_step(cache, targets[:, 0]), logits[:, c], atol=1e-5, rtol=1e-5)
+
+
+def test_autoregressive_head_needs_targets():
+    model = small_tiny()
+    with pytest.raises(ValueError, match="needs targets_MC"):
+        model.forward_channel_head(torch.zeros(2, 32))
+
+
+# ------------------------------------------------------------------ training
+def test_forward_is_deterministic_per_generator_and_reports_channel_ce():
+    model = small_tiny().train()
+    g = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, 8, (3, 16, 6), generator=g, dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2])
+    model.eval()  # dropout off: the loss then depends only on the generator's draws
+    a, ce = model(indices, labels, torch.Generator().manual_seed(5), return_channel_ce=True)
+    b = model(indices, labels, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and ce.shape == (6,)
+    torch.testing.assert_close(ce.mean(), a.detach())
+
+
+def test_mask_ratio_stays_in_mar_range():
+    model = tokenbridge_tiny()
+    g = torch.Generator().manual_seed(0)
+    counts = torch.stack([model.sample_mask(2, g).sum(dim=1) for _ in range(200)])
+    assert counts.min() >= int(0.7 * 64) and counts.max() <= 64
+    assert (counts[:, 0] == counts[:, 1]).all()  # one ratio per batch
+    a = torch.tensor(-1.2, dtype=torch.float64)  # (0.7 - 1) / 0.25
+    pdf = lambda v: torch.exp(-0.5 * v**2) / (2 * torch.pi) ** 0.5  # noqa: E731
+    mean_ratio = 1 + 0.25 * (pdf(a) - pdf(torch.zeros(()))) / (0.5 - torch.special.ndtr(a))  # 0.867
+    expected = 64 * mean_ratio + 0.5  # ceil adds half a token on average
+    assert abs(counts.double().mean() - expected) < 1.5  # standard error ≈ 0.4
+
+
+def test_loss_decreases_when_overfitting_a_tiny_batch():
+    model = small_tiny(attn_dropout=0.0, proj_dropout=0.0, label_drop_prob=0.0).train()
+    g = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, 8, (4, 16, 6), generator=g)
+    labels = torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = model(indices, labels, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 1.9  # ≈ ln 8 at init
+    assert sum(losses[-5:]) / 5 < 0.3 * losses[0]
+
+
+def biased_to_position(model: TokenBridge) -> TokenBridge:
+    """Channel head j (generation order) predicts index j with certainty, whatever its input."""
+    with torch.no_grad():
+        for j, head in enumerate(model.channel_heads):
+            head.weight.zero_()
+            head.bias.fill_(-30.0)[j] = 30.0
+    return model
+
+
+def test_training_targets_follow_the_channel_order():
+    order = (3, 0, 5, 1, 4, 2)
+    model = biased_to_position(small_tiny(channel_order=order)).eval()
+    indices = torch.zeros(2, 16, 6, dtype=torch.long)
+    indices[..., list(order)] = torch.arange(6)  # VAE channel order[j] holds value j
+    loss = model(indices, torch.tensor([0, 1]), torch.Generator().manual_seed(0))
+    assert loss < 1e-6
+    assert model(indices[..., torch.randperm(6, generator=torch.Generator().manual_seed(1))],
+                 torch.tensor([0, 1]), torch.Generator().manual_seed(0)) > 1.0
+
+
+def test_label_drop_uses_the_unconditional_embedding_in_training_only():
+    model = randomized(small_tiny(attn_dropout=0.0, proj_dropout=0.0, label_drop_prob=0.99))
+    indices = torch.randint(0, 8, (3, 16, 6), generator=torch.Generator().manual_seed(0))
+    labels, uncond = torch.tensor([0, 1, 2]), torch.full((3,), 10)
+    eval_loss = model(indices, labels, torch.Generator().manual_seed(4))
+    eval_uncond = model(indices, uncond, torch.Generator().manual_seed(4))
+    assert not torch.allclose(eval_loss, eval_uncond)
+    # training draws the mask exactly as eval does, then the drop: every label dropped here
+    train_loss = model.train()(indices, labels, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(train_loss, eval_uncond)
+
+
+def test_adaln_chunks_follow_the_official_layout():
+    """Blocks: shift, scale, gate (attention) then shift, scale, gate (MLP); final: scale, shift."""
+    model = randomized(small_tiny())
+    block, final = model.channel_blocks[0], model.channel_final
+    x, cond = torch.randn(3, 6, 32), torch.randn(3, 6, 32)
+    with torch.no_grad():
+        block.adaLN_modulation[1].weight[2 * 32 : 3 * 32].zero_()  # attention gate
+        block.adaLN_modulation[1].bias[2 * 32 : 3 * 32].zero_()
+        block.adaLN_modulation[1].weight[5 * 32 :].zero_()  # MLP gate
+        block.adaLN_modulation[1].bias[5 * 32 :].zero_()
+        final.adaLN_modulation[1].weight.zero_()
+        final.adaLN_modulation[1].bias[:32] = -1.0  # scale: x·(1 - 1) + shift = shift
+        final.adaLN_modulation[1].bias[32:] = torch.arange(32.0)
+    torch.testing.assert_close(block(x, cond, model.channel_mask), x)
+    torch.testing.assert_close(final(x, cond), torch.arange(32.0).expand(3, 6, 32))

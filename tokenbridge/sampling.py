@@ -1,0 +1,310 @@
+"""Iterative masked sampling for a `TokenBridge` generator (MAR / TokenBridge sampling loop).
+
+``sample_steps`` yields one `SamplingStep` per iteration; ``generate`` drains it. Each step runs
+the backbone on the tokens committed so far, decodes the channels of the positions it may commit
+with the channel head (KV-cached: C single-position steps), and commits some of them:
+
+- mask schedule (MAR): after step t, ``floor(N·cos(π/2·(t+1)/T))`` positions stay masked, at least
+  one position is committed per step, all remaining ones at the last step;
+- ``order="random"`` (MAR/official): a random permutation drawn at the start decides which
+  positions are committed; ``order="confidence"`` (paper Sec. 4.3, MaskGIT-like): candidates are
+  sampled for all masked positions, scored by the joint log-probability of their channel vector
+  (+ Gumbel noise × ``gumbel`` × (1 − t/T)), and the top-k of each image are committed;
+- CFG ``"feature"`` (official): ``z = z_u + w·(z_c − z_u)`` before the channel head; ``"logit"``:
+  every channel's logits ``l_u + w·(l_c − l_u)``, both branches fed the same sampled prefix;
+  ``cfg_schedule="linear"``: ``w_t = 1 + (w − 1)·(N − masked_after_t)/N`` (official).
+
+Randomness: each image row draws from its own generator: pass a list of B generators to make
+every row independent of the batch (row i then equals a single-image run with ``generator[i]``),
+or one generator shared by all rows (drawn row after row). Equality with single runs also needs
+the batched kernels to compute each row as they do alone (true for the CPU tests here; GPU
+kernels may differ in the last bit and, rarely, flip a token). Channel values are sampled by inverse
+CDF from one uniform number per (position, channel), drawn for all N positions every step, so the
+cached and the uncached channel decoding consume identical randomness.
+
+Unlike the official sampler, the first channel-head input is ``cond`` alone, as in training
+(see `TokenBridge.channel_head_step`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from tokenbridge.generator import TokenBridge
+
+ORDERS = ("random", "confidence")
+CFG_MODES = ("feature", "logit")
+CFG_SCHEDULES = ("linear", "constant")
+
+
+@dataclass
+class SamplingStep:
+    """What one sampling iteration did. Channel axes are in VAE channel order.
+
+    step: 0-based index; num_steps: T.
+    mask: ``[B, N]`` bool, positions still masked AFTER this step.
+    committed: ``[B, N]`` bool, positions committed at this step.
+    tokens: ``[B, N, C]`` long, all committed indices so far; −1 at masked positions.
+    confidence: ``[B, N]`` float32, the score of each position decoded this step (joint log-prob
+        of its sampled channels under the guided, tempered distributions, plus the annealed Gumbel
+        noise for ``order="confidence"``); NaN where no candidate was decoded.
+    x_hat: ``[B, N, C]`` float32, dequantized committed tokens (scaled latents); 0 where masked.
+    cfg: the guidance scale w_t used at this step.
+    probs: with ``record_probs=True``, ``[B, N, C, V]`` float32 channel-head distributions of the
+        positions committed this step (channel c conditioned on the sampled channels before it in
+        generation order); NaN elsewhere. None otherwise.
+    """
+
+    step: int
+    num_steps: int
+    mask: torch.Tensor
+    committed: torch.Tensor
+    tokens: torch.Tensor
+    confidence: torch.Tensor
+    x_hat: torch.Tensor
+    cfg: float
+    probs: torch.Tensor | None = None
+
+
+def mask_schedule(seq_len: int, num_steps: int) -> list[int]:
+    """Number of positions still masked after each step (MAR cosine schedule), ``[T]``."""
+    masked, schedule = seq_len, []
+    for t in range(num_steps):
+        target = math.floor(seq_len * math.cos(math.pi / 2 * (t + 1) / num_steps))
+        masked = 0 if t == num_steps - 1 else max(1, min(masked - 1, target))
+        schedule.append(masked)
+    return schedule
+
+
+def cfg_scale(cfg: float, schedule: str, seq_len: int, masked_after: int) -> float:
+    """Guidance scale at a step: constant ``cfg`` or the official linear ramp from 1 to ``cfg``."""
+    if schedule == "constant":
+        return cfg
+    return 1.0 + (cfg - 1.0) * (seq_len - masked_after) / seq_len
+
+
+def sample_steps(
+    model: TokenBridge,
+    labels: torch.Tensor | None,
+    *,
+    generator: torch.Generator | Sequence[torch.Generator],
+    num_steps: int = 16,
+    cfg: float = 1.0,
+    cfg_schedule: str = "linear",
+    cfg_mode: str = "feature",
+    temperature: float = 1.0,
+    order: str = "random",
+    gumbel: float = 0.0,
+    use_cache: bool = True,
+    record_probs: bool = False,
+    batch_size: int = 1,
+) -> Iterator[SamplingStep]:
+    """Yield one `SamplingStep` per iteration; the last step's ``tokens`` are the sample.
+
+    labels: long ``[B]`` class ids (``class_num`` = unconditional), or None for ``batch_size``
+    unconditional images. generator: one per row (a list of B) or one for all rows. The model
+    must be in eval mode. Arguments are validated here, before the first step runs.
+    """
+    labels_B = _check_labels(model, labels, batch_size)
+    _check_options(model, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order, gumbel)
+    generators = _row_generators(generator, labels_B.shape[0])
+    return _steps(model, labels_B, generators, num_steps, cfg, cfg_schedule, cfg_mode, temperature,
+                  order, gumbel, use_cache, record_probs)
+
+
+def generate(model: TokenBridge, labels: torch.Tensor | None, **kwargs) -> torch.Tensor:
+    """Final tokens ``[B, N, C]`` long (VAE channel order); arguments as `sample_steps`."""
+    last = None
+    for last in sample_steps(model, labels, **kwargs):
+        pass
+    return last.tokens
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop
+# ------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _steps(model, labels_B, generators, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order,
+           gumbel, use_cache, record_probs) -> Iterator[SamplingStep]:
+    config = model.config
+    device = labels_B.device
+    b, n, c = labels_B.shape[0], config.seq_len, config.token_dim
+    to_vae = torch.tensor(config.generation_order, device=device).argsort()  # gen -> VAE channel order
+    schedule = mask_schedule(n, num_steps)
+    # random order: row i's positions are committed in the order of its permutation's tail
+    if order == "random":
+        perm_BN = _per_row(generators, lambda g: torch.randperm(n, generator=g, device=g.device), device)
+    tokens_BNC = torch.full((b, n, c), -1, dtype=torch.long, device=device)
+    mask_BN = torch.ones(b, n, dtype=torch.bool, device=device)
+
+    for t, masked_after in enumerate(schedule):
+        w = cfg_scale(cfg, cfg_schedule, n, masked_after) if cfg != 1.0 else 1.0
+        uniform_BNC = _per_row(generators, lambda g: torch.rand(n, c, generator=g, device=g.device), device)
+        if order == "random":
+            keep_BN = torch.zeros_like(mask_BN).scatter_(1, perm_BN[:, :masked_after], True)
+            decode_BN = mask_BN & ~keep_BN
+        else:
+            decode_BN = mask_BN.clone()
+
+        z_BND, z_uncond_BND = _features(model, tokens_BNC, labels_B, mask_BN, w)
+        z_MD = z_BND[decode_BN]
+        z_uncond_MD = None if z_uncond_BND is None else z_uncond_BND[decode_BN]
+        if z_uncond_MD is not None and cfg_mode == "feature":
+            z_MD, z_uncond_MD = z_uncond_MD + w * (z_MD - z_uncond_MD), None
+        new_MC, logp_M, probs_MCV = _decode_channels(
+            model, z_MD, z_uncond_MD, w, temperature, uniform_BNC[decode_BN], use_cache, record_probs
+        )
+
+        score_BN = torch.full((b, n), float("nan"), device=device)
+        score_BN[decode_BN] = logp_M
+        if order == "confidence":
+            if gumbel > 0:
+                noise_BN = _per_row(generators, lambda g: _gumbel(n, g), device)
+                score_BN = score_BN + gumbel * (1 - t / num_steps) * noise_BN
+            committed_BN = _top_k(score_BN, mask_BN.sum(dim=1)[0].item() - masked_after)
+        else:
+            committed_BN = decode_BN
+
+        decoded_BNC = torch.full_like(tokens_BNC, -1)
+        decoded_BNC[decode_BN] = new_MC[:, to_vae]
+        tokens_BNC = torch.where(committed_BN[..., None], decoded_BNC, tokens_BNC)
+        mask_BN = mask_BN & ~committed_BN
+        yield SamplingStep(
+            step=t, num_steps=num_steps, mask=mask_BN.clone(), committed=committed_BN,
+            tokens=tokens_BNC.clone(), confidence=score_BN, x_hat=_x_hat(model, tokens_BNC, mask_BN),
+            cfg=w, probs=None if probs_MCV is None else _scatter_probs(probs_MCV[:, to_vae], decode_BN, committed_BN),
+        )
+
+
+def _features(model, tokens_BNC, labels_B, mask_BN, w):
+    """Backbone features ``z_c`` (and ``z_u`` when guided) ``[B, N, D]``, one batched call."""
+    x_BNC = model.dequantize(tokens_BNC.clamp(min=0))  # masked positions are dropped by the encoder
+    if w == 1.0:
+        return model.forward_backbone(x_BNC, labels_B, mask_BN), None
+    uncond_B = torch.full_like(labels_B, model.config.class_num)
+    z_2BND = model.forward_backbone(torch.cat([x_BNC, x_BNC]), torch.cat([labels_B, uncond_B]),
+                                    torch.cat([mask_BN, mask_BN]))
+    return z_2BND.chunk(2)
+
+
+def _decode_channels(model, z_MD, z_uncond_MD, w, temperature, uniform_MC, use_cache, record_probs):
+    """Sample C channels (generation order) for M positions.
+
+    Returns tokens ``[M, C]`` long, joint log-prob ``[M]``, probs ``[M, C, V]`` or None. With
+    ``z_uncond_MD`` (logit CFG) both branches run together as 2M rows on the same prefix.
+    """
+    guided = z_uncond_MD is not None
+    rows_RD = torch.cat([z_MD, z_uncond_MD]) if guided else z_MD
+    m, c = z_MD.shape[0], model.config.token_dim
+    cache = model.begin_channel_decoding(rows_RD) if use_cache else None
+    prefix_RC = torch.zeros(rows_RD.shape[0], c, dtype=torch.long, device=z_MD.device)
+    tokens_MC = prefix_RC[:m]
+    logp_M = torch.zeros(m, device=z_MD.device)
+    probs = []
+    for ch in range(c):
+        if use_cache:
+            logits_RV = model.channel_head_step(cache, prefix_RC[:, ch - 1] if ch else None)
+        else:
+            logits_RV = model.channel_head_prefix(rows_RD, prefix_RC[:, :ch])
+        if guided:
+            cond_MV, uncond_MV = logits_RV.float().chunk(2)
+            logits_RV = uncond_MV + w * (cond_MV - uncond_MV)
+        logp_MV = F.log_softmax(logits_RV.float() / temperature, dim=-1)
+        token_M = _inverse_cdf(logp_MV.exp(), uniform_MC[:, ch])
+        logp_M += logp_MV.gather(1, token_M[:, None])[:, 0]
+        prefix_RC[:, ch] = token_M.repeat(2) if guided else token_M
+        if record_probs:
+            probs.append(logp_MV.exp())
+    return tokens_MC.clone(), logp_M, torch.stack(probs, dim=1) if record_probs else None
+
+
+def _inverse_cdf(probs_MV: torch.Tensor, uniform_M: torch.Tensor) -> torch.Tensor:
+    """One categorical sample per row: the first index whose cumulative probability exceeds u."""
+    cdf_MV = probs_MV.cumsum(dim=-1)
+    target_M1 = (uniform_M.to(cdf_MV.dtype) * cdf_MV[:, -1])[:, None]
+    return torch.searchsorted(cdf_MV, target_M1, right=True)[:, 0].clamp_(max=probs_MV.shape[1] - 1)
+
+
+def _top_k(score_BN: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B, N]`` bool: the k highest scores of each row (NaN = not a candidate)."""
+    ranked_BN = score_BN.nan_to_num(nan=float("-inf"))
+    top_Bk = ranked_BN.topk(k, dim=1).indices
+    return torch.zeros_like(score_BN, dtype=torch.bool).scatter_(1, top_Bk, True)
+
+
+def _x_hat(model, tokens_BNC, mask_BN):
+    x_BNC = model.dequantize(tokens_BNC.clamp(min=0)).float()
+    return x_BNC.masked_fill(mask_BN[..., None], 0.0)
+
+
+def _scatter_probs(probs_MCV, decode_BN, committed_BN):
+    b, n = decode_BN.shape
+    full = torch.full((b, n, *probs_MCV.shape[1:]), float("nan"), device=probs_MCV.device)
+    full[decode_BN] = probs_MCV.float()
+    return full.masked_fill(~committed_BN[..., None, None], float("nan"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Randomness and validation
+# ------------------------------------------------------------------------------------------------
+
+
+def _gumbel(n: int, g: torch.Generator) -> torch.Tensor:
+    u = torch.rand(n, generator=g, device=g.device, dtype=torch.float64)
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-16))).float()
+
+
+def _per_row(generators, draw, device) -> torch.Tensor:
+    """Stack one draw per row, each from that row's generator, on ``device``."""
+    return torch.stack([draw(g).to(device) for g in generators])
+
+
+def _row_generators(generator, batch: int) -> list[torch.Generator]:
+    if isinstance(generator, torch.Generator):
+        return [generator] * batch
+    generators = list(generator)
+    if len(generators) != batch or not all(isinstance(g, torch.Generator) for g in generators):
+        raise ValueError(f"generator must be a torch.Generator or a list of {batch} (one per image), "
+                         f"got {len(generators)} item(s)")
+    return generators
+
+
+def _check_labels(model: TokenBridge, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    device = model.fake_latent.device
+    num = model.config.class_num
+    if labels is None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return torch.full((batch_size,), num, dtype=torch.long, device=device)
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or labels.numel() == 0 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be a non-empty 1-D integer tensor [B], got {labels.dtype} {tuple(labels.shape)}")
+    if int(labels.min()) < 0 or int(labels.max()) > num:
+        raise ValueError(f"labels must be class ids in 0..{num - 1} (or {num} for unconditional), "
+                         f"got {labels.tolist()}")
+    return labels.long().to(device)
+
+
+def _check_options(model, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order, gumbel) -> None:
+    n = model.config.seq_len
+    if model.training:
+        raise ValueError("the model is in training mode (dropout on): call model.eval() before sampling")
+    if not isinstance(num_steps, int) or not 1 <= num_steps <= n:
+        raise ValueError(f"num_steps must be an integer in 1..{n} (the number of tokens), got {num_steps!r}")
+    if not math.isfinite(cfg) or cfg < 0:
+        raise ValueError(f"cfg must be a finite number >= 0, got {cfg!r}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if not math.isfinite(gumbel) or gumbel < 0:
+        raise ValueError(f"gumbel must be a finite number >= 0, got {gumbel!r}")
+    for name, value, valid in (("order", order, ORDERS), ("cfg_mode", cfg_mode, CFG_MODES),
+                               ("cfg_schedule", cfg_schedule, CFG_SCHEDULES)):
+        if value not in valid:
+            raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
