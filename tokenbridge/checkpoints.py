@@ -10,6 +10,7 @@ atomically (temporary file in the same folder, then ``os.replace``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from pathlib import Path
@@ -49,17 +50,22 @@ def save_training_state(state: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def read_torch_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU with errors that name the problem."""
+def read_torch_checkpoint(path: str | os.PathLike, allowed_classes: tuple[type, ...] = ()) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU with errors that name the problem.
+
+    ``allowed_classes``: plain data classes the weights-only unpickler may also rebuild (e.g.
+    ``argparse.Namespace``, which MAR-format checkpoints store under ``"args"``); nothing callable.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_classes)):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{str(path)!r} was refused: it is not a plain weights file (its pickle asks "
                               f"for objects beyond tensors and containers, which could run code): {e}") from None  # fmt: skip
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # a corrupt or foreign file can fail anywhere in the unpickler (KeyError, …)
         raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): "
                               f"{type(e).__name__}: {e}") from None  # fmt: skip
     if not isinstance(obj, dict):
@@ -148,13 +154,9 @@ def _builders() -> dict[str, Callable[[dict], nn.Module]]:
     from tokenbridge.classifier import build_classifier
     from tokenbridge.vae import build_vae
 
-    builders = {"vae": build_vae, "classifier": build_classifier}
-    try:
-        from tokenbridge.generator import build_generator
-    except ImportError:  # the generator module arrives separately
-        return builders
-    builders["generator"] = build_generator
-    return builders
+    from tokenbridge.generator import build_generator
+
+    return {"vae": build_vae, "classifier": build_classifier, "generator": build_generator}
 
 
 def load_model(path: str | os.PathLike, kind: str | None = None) -> nn.Module:
@@ -208,3 +210,53 @@ def load_official_vae(path: str | os.PathLike, **config_overrides) -> nn.Module:
     model = kl16(**config_overrides)
     load_state_strict(model, state, source, ignore_prefixes=VAE_TRAINING_ONLY_PREFIXES)
     return model.eval()
+
+
+def _official_overrides(state: Mapping[str, torch.Tensor]) -> dict:
+    """Sizes a generator state dict fixes by shape: levels, classes, channels, buffer, token grid."""
+    try:
+        num_tokens = state["output_pos_embed"].shape[1]
+        return {"quant_levels": state["channel_heads.0.weight"].shape[0],
+                "class_num": state["class_emb.weight"].shape[0],
+                "vae_embed_dim": state["z_proj.weight"].shape[1],
+                "buffer_size": state["encoder_pos_embed_learned"].shape[1] - num_tokens,
+                "grid": math.isqrt(num_tokens)}  # fmt: skip
+    except KeyError as e:
+        raise CheckpointError(f"not a TokenBridge generator state dict: no {e.args[0]!r}") from None
+
+
+def load_official_generator(path: str | os.PathLike, weights: str = "model_ema"):
+    """An official ``checkpoint-last.pth`` as ``(model, quantizer)``, strict keys.
+
+    ``weights``: ``"model_ema"`` (what the official sampler uses) or ``"model"``. The preset is
+    inferred by matching every shape against the registered presets, official base/large/huge
+    first (attention heads follow the preset); an official preset carries the fixed official
+    channel order in ``model.config.channel_order``; the quantizer is the official one with the
+    head's number of levels.
+    """
+    import argparse
+
+    from tokenbridge import generator as gen
+    from tokenbridge.quantizer import GaussianQuantizer
+
+    if weights not in ("model_ema", "model"):
+        raise ValueError(f"weights must be 'model_ema' or 'model', got {weights!r}")
+    source = repr(str(path))
+    state = unwrap_state_dict(read_torch_checkpoint(path, allowed_classes=(argparse.Namespace,)), source,
+                              (weights, "model", "state_dict"))  # fmt: skip
+    overrides = _official_overrides(state)
+    grid = overrides.pop("grid")
+    tried = []
+    for name, preset in gen.GENERATORS.items():
+        with torch.device("meta"):
+            cfg = preset().config
+            overrides["img_size"] = grid * cfg.vae_stride * cfg.patch_size
+            candidate = preset(**overrides)
+        missing, unexpected, misshaped = state_dict_mismatches(candidate, state)
+        if not (missing or unexpected or misshaped):
+            model = preset(**overrides)
+            load_state_strict(model, state, source)
+            levels = overrides["quant_levels"]
+            return model.eval(), GaussianQuantizer(levels, model.config.quant_max, model.config.std_range)
+        tried.append(f"{name}: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped")
+    raise CheckpointError(f"{source} matches no generator preset ({'; '.join(tried)})")

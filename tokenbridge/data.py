@@ -67,6 +67,22 @@ def to_uint8_image(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return x.movedim(-3, -1).contiguous().numpy()
 
 
+def image_grid(images: torch.Tensor, columns: int = 8, padding: int = 2) -> np.ndarray:
+    """``[B, 3, H, W]`` in [-1, 1] -> one uint8 ``[rows·(H+p)+p, cols·(W+p)+p, 3]`` picture (white gaps)."""
+    pixels = to_uint8_image(images if images.dim() == 4 else images[None])
+    b, h, w, _ = pixels.shape
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
+    cols = min(columns, b)
+    rows = -(-b // cols)
+    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, 3), 255, np.uint8)
+    for i, image in enumerate(pixels):
+        r, c = divmod(i, cols)
+        top, left = padding + r * (h + padding), padding + c * (w + padding)
+        grid[top : top + h, left : left + w] = image
+    return grid
+
+
 def from_uint8_image(images) -> torch.Tensor:
     """uint8 ``[H, W, 3]`` / ``[B, H, W, 3]`` (numpy, tensor or PIL RGB) -> float32 channels-first in [-1, 1]."""
     if hasattr(images, "mode") and hasattr(images, "size"):  # a PIL image

@@ -42,7 +42,8 @@ def feature_statistics(features: torch.Tensor | np.ndarray) -> FeatureStats:
         raise ValueError(f"expected features [N >= 2, D], got shape {f.shape}")
     if not np.isfinite(f).all():
         raise ValueError(f"features hold {int((~np.isfinite(f)).sum())} non-finite values")
-    return FeatureStats(mean=f.mean(axis=0), cov=np.cov(f, rowvar=False), count=f.shape[0])
+    cov = np.atleast_2d(np.cov(f, rowvar=False))  # np.cov gives a 0-d array for D = 1
+    return FeatureStats(mean=f.mean(axis=0), cov=cov, count=f.shape[0])
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> float:
@@ -57,7 +58,7 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> flo
     if a.mean.shape != b.mean.shape:
         raise ValueError(f"feature dimensions differ: {a.mean.shape} vs {b.mean.shape}")
     diff = a.mean - b.mean
-    covmean, _ = linalg.sqrtm(a.cov @ b.cov, disp=False)
+    covmean = linalg.sqrtm(a.cov @ b.cov)  # (``disp=False`` is deprecated since SciPy 1.16, gone in 1.18)
     if not np.isfinite(covmean).all():
         offset = np.eye(a.cov.shape[0]) * eps
         covmean = linalg.sqrtm((a.cov + offset) @ (b.cov + offset))

@@ -71,6 +71,8 @@ class Task:
     export_metrics: Callable[[nn.Module, torch.device], dict] = lambda model, device: {}
     prepare_export: Callable[[nn.Module, torch.device], nn.Module] = lambda model, device: model
     data_description: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    """Stored in the exported model file next to its config (e.g. class names)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -150,6 +152,23 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def replica_checksums(model: nn.Module) -> torch.Tensor:
+    """Float64 sum and sum of squares of every floating tensor of the state dict, ``[2·T]``."""
+    return torch.cat([torch.stack([t.detach().double().sum(), t.detach().double().pow(2).sum()])
+                      for t in model.state_dict().values() if t.is_floating_point()])  # fmt: skip
+
+
+def check_replicas_agree(model: nn.Module) -> None:
+    """Under DDP, raise unless every rank holds the same weights: `replica_checksums` compared by an
+    all-reduce MIN and MAX (two small collectives, no weight transfer)."""
+    low = replica_checksums(model)
+    high = low.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"DDP ranks ended with different weights ({int((low != high).sum())} checksums differ)")
+
+
 def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False,
           progress: bool = True) -> tuple[nn.Module, dict]:  # fmt: skip
     """Run (or continue) training; returns ``(ema_model, state_info)``.
@@ -203,7 +222,12 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings)
         batch = [t.to(device) for t in batches(step)]
-        loss, logs = task.loss(net, batch, step_generator(settings.seed, step, rank, device))
+        generator = step_generator(settings.seed, step, rank, device)
+        # Dropout draws from torch's global RNG: seed it per step inside a fork, so a resumed run
+        # repeats the same masks and nothing outside this loop sees the change.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(generator.initial_seed())
+            loss, logs = task.loss(net, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip > 0:
@@ -216,8 +240,13 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
             save(step + 1)
             last_save = time.time()
     save(settings.steps)
+    if world > 1:
+        check_replicas_agree(model)
+        check_replicas_agree(ema)
     info = {"steps": settings.steps, "wall_time_s": round(wall + time.time() - t0, 1), "world_size": world,
             "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device)}  # fmt: skip
+    if world > 1:
+        info["replicas_identical"] = True
     return ema.eval(), info
 
 
@@ -229,7 +258,7 @@ def export(task: Task, ema: nn.Module, info: dict, settings: LoopSettings, expor
     device = next(ema.parameters()).device
     model = task.prepare_export(ema, device)
     weights = export_path.with_suffix(".safetensors")
-    checkpoints.save_model(model, weights, task.kind, task.model_config(model), dtype=dtype)
+    checkpoints.save_model(model, weights, task.kind, task.model_config(model), extra=task.extra, dtype=dtype)
     shipped = checkpoints.load_model(weights, kind=task.kind).to(device)
     sidecar = {
         "command": "python -m tokenbridge.train " + " ".join(a for a in sys.argv[1:] if a != "--resume"),
@@ -353,10 +382,78 @@ def classifier_task(args) -> Task:
         model_config=lambda m: m.config.to_dict(),
         export_metrics=export_metrics,
         data_description=getattr(dataset, "description", {"kind": "folder", "root": args.data}),
+        extra={"classes": list(dataset.classes)},
     )
 
 
-TASKS: dict[str, Callable[[argparse.Namespace], Task]] = {"vae": vae_task, "classifier": classifier_task}
+def latent_cache(args) -> "LatentDataset":
+    """The cached latents ``--latents``; written first (``--vae`` over ``--num-images`` training
+    images of ``--data``) when the file does not exist yet."""
+    from tokenbridge.data import LatentDataset, cache_latents
+
+    path = Path(args.latents or Path(args.out) / "latents.safetensors")
+    if not path.exists():
+        vae = checkpoints.load_model(args.vae, kind="vae").to(pick_device(args.device))
+        images = training_images(args.data, vae.config.resolution)
+        subset = torch.utils.data.Subset(images, range(min(args.num_images, len(images))))
+        subset.classes = images.classes
+        subset.description = {**getattr(images, "description", {}), "num_samples": len(subset)}
+        cache_latents(vae.encode_latents, subset, path, device=pick_device(args.device),
+                      info={"vae": str(args.vae), "scale_factor": vae.config.scale_factor})  # fmt: skip
+    return LatentDataset(path)
+
+
+def generator_task(args) -> Task:
+    from tokenbridge.generator import GENERATORS, patchify
+    from tokenbridge.spectral import frequency_order
+
+    if args.preset not in GENERATORS:
+        raise SystemExit(f"unknown generator preset {args.preset!r}; valid: {', '.join(GENERATORS)}")
+    cache = latent_cache(args)
+    latents = cache.latents.float()
+    with torch.device("meta"):
+        config = GENERATORS[args.preset]().config
+    if latents.shape[1] != config.vae_embed_dim or latents.shape[-1] * config.vae_stride != config.img_size:
+        raise SystemExit(f"latents {tuple(latents.shape[1:])} do not fit preset {args.preset} "
+                         f"({config.vae_embed_dim} channels, {config.img_size // config.vae_stride} tokens a side)")  # fmt: skip
+    order = frequency_order(latents[:4096]) if args.channel_order == "frequency" else torch.arange(latents.shape[1])
+    overrides = {"channel_order": tuple(order.tolist()), "class_num": max(cache.num_classes, 1)}
+    with torch.device("meta"):
+        quantizer = GENERATORS[args.preset](**overrides).quantizer
+    indices = quantizer.quantize(patchify(latents, config.patch_size))  # [N, L, C] uint8, VAE channel order
+    dataset = torch.utils.data.TensorDataset(indices, cache.labels)
+
+    def loss(net, batch, generator):
+        indices_BNC, labels_B = batch
+        ce, per_channel = net(indices_BNC.long(), labels_B, generator, return_channel_ce=True)
+        return ce, {"ce_first": per_channel[0].item(), "ce_last": per_channel[-1].item()}
+
+    @torch.no_grad()
+    def export_metrics(model, device):
+        from tokenbridge.evaluate import generation_metrics
+        from tokenbridge.pipeline import Pipeline
+
+        pipe = Pipeline(checkpoints.load_model(args.vae, kind="vae"), model, classes=cache.classes, device=device)
+        return {"parameters": sum(p.numel() for p in model.parameters()),
+                "channel_order": list(model.config.generation_order),
+                "samples": {order: generation_metrics(pipe, checkpoints.load_model(args.classifier, kind="classifier"),
+                                                      args.eval_samples, order=order)
+                            for order in ("random", "confidence")}}  # fmt: skip
+
+    return Task(
+        kind="generator",
+        build_model=lambda: GENERATORS[args.preset](**overrides),
+        dataset=dataset,
+        loss=loss,
+        model_config=lambda m: m.config.to_dict(),
+        export_metrics=export_metrics,
+        data_description={"latents": cache.metadata, "channel_order": args.channel_order, "preset": args.preset},
+        extra={"classes": cache.classes},
+    )
+
+
+TASKS: dict[str, Callable[[argparse.Namespace], Task]] = {"vae": vae_task, "classifier": classifier_task,
+                                                          "generator": generator_task}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -372,7 +469,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export", help="write EMA weights + JSON sidecar to this path (no extension)")
     parser.add_argument("--data", default="shapes", help="'shapes' or an image folder (one sub-folder per class)")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--preset", default="small", help="VAE preset (vae task)")
+    parser.add_argument("--preset", default=None,
+                        help="model preset (vae: small; generator: tokenbridge_small; see the model modules)")
+    parser.add_argument("--vae", default="assets/vae_small.safetensors", help="VAE whose latents a generator learns")
+    parser.add_argument("--classifier", default="assets/classifier.safetensors", help="for the export metrics")
+    parser.add_argument("--latents", help="latent cache (generator; written from --vae when missing)")
+    parser.add_argument("--num-images", type=int, default=50_000, help="images encoded into a new latent cache")
+    parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
+    parser.add_argument("--eval-samples", type=int, default=500, help="samples per order in the export metrics")
     parser.add_argument("--kl-weight", type=float, default=5e-4,
                         help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
     parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
@@ -381,6 +485,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.preset is None:
+        args.preset = {"vae": "small", "generator": "tokenbridge_small"}.get(args.task)
     for name in ("steps", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -395,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
     task = TASKS[args.task](args)
     ema, info = train(task, settings, args.out, resume=args.resume, progress=not args.no_progress)
     rank = dist.get_rank() if dist.is_initialized() else 0
+    if rank == 0:
+        print(f"trained {args.task}: {json.dumps(info)}", flush=True)
     if args.export and rank == 0:
         path = export(task, ema, info, settings, args.export)
         print(f"exported {path} and {path.with_suffix('.json')}")

@@ -1,0 +1,228 @@
+"""`Pipeline`: VAE + quantizer + channel order + generator, the one object the app and notebooks use.
+
+    pipe = Pipeline.load("embedded")                       # assets/ shipped with the kit
+    pipe = Pipeline.load(vae="kl16.ckpt", generator="checkpoint-last.pth")   # official files
+    images = pipe.generate([3, 3, 7], seed=0, order="confidence")
+    for step in pipe.steps([3], seed=0, preview=True): ...
+
+Images are ``[B, 3, H, W]`` float32 in [-1, 1] on the CPU; latents are *scaled* (what the
+quantizer sees). The generator's config fixes the quantizer (levels, value range, std range) and
+the channel order; a pipeline without a generator uses the official quantizer and reconstructs only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from tokenbridge import checkpoints
+from tokenbridge.quantizer import GaussianQuantizer
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED = {"vae": ASSETS / "vae_small.safetensors", "generator": ASSETS / "generator_small.safetensors"}
+
+SAMPLER_DEFAULTS = dict(num_steps=16, cfg=3.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0,
+                        order="confidence", gumbel=0.0)  # fmt: skip
+"""Sampler settings of the embedded default (the app's initial values)."""
+
+
+@dataclass
+class PreviewStep:
+    """A `SamplingStep` (``.step``) plus the decoded preview ``[B, 3, H, W]`` of its committed tokens."""
+
+    step: object
+    preview: torch.Tensor | None
+
+
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None: CUDA when present, else CPU; otherwise the named device (checked)."""
+    if name is None or str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r} requested but CUDA is not available")
+    return device
+
+
+def _load_vae(path: str | os.PathLike):
+    """Our safetensors VAE, or an official torch checkpoint (``kl16.ckpt``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return checkpoints.load_model(path, kind="vae")
+    return checkpoints.load_official_vae(path)
+
+
+def _load_generator(path: str | os.PathLike):
+    """``(generator, class names or None)`` from our safetensors file or an official ``.pth``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        _, header = checkpoints.read_model_file(path)
+        return checkpoints.load_model(path, kind="generator"), header.get("extra", {}).get("classes")
+    model, _ = checkpoints.load_official_generator(path)
+    return model, None
+
+
+class Pipeline:
+    """VAE + generator (optional) + quantizer on one device; see the module docstring."""
+
+    def __init__(self, vae, generator=None, classes: Sequence[str] | None = None,
+                 device: str | torch.device | None = "auto", source: dict | None = None):  # fmt: skip
+        self.device = pick_device(device)
+        self.vae = vae.to(self.device).eval()
+        self.generator = generator.to(self.device).eval() if generator is not None else None
+        self.source = dict(source or {})
+        if generator is not None:
+            self._check_compatible()
+            cfg = generator.config
+            self.quantizer = GaussianQuantizer(cfg.quant_levels, cfg.quant_max, cfg.std_range)
+            self.channel_order = tuple(cfg.generation_order)
+            num_classes = cfg.class_num
+        else:
+            self.quantizer = GaussianQuantizer.official()
+            self.channel_order = tuple(range(vae.config.embed_dim))
+            num_classes = len(classes) if classes else 0
+        self.classes = list(classes) if classes else [f"class {i}" for i in range(num_classes)]
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, name: str | None = None, *, vae: str | os.PathLike | None = None,
+             generator: str | os.PathLike | None = None, device: str | torch.device | None = "auto") -> "Pipeline":  # fmt: skip
+        """``Pipeline.load("embedded")`` or ``Pipeline.load(vae=PATH, generator=PATH)``.
+
+        Paths ending in ``.safetensors`` are our format; others are official torch checkpoints
+        (read with ``weights_only=True``). ``generator`` may be omitted (reconstruction only).
+        """
+        if name is not None:
+            if name != "embedded":
+                raise ValueError(f"unknown pipeline {name!r}; valid: 'embedded', or pass vae=/generator= paths")
+            if vae is not None or generator is not None:
+                raise ValueError("pass either 'embedded' or vae=/generator= paths, not both")
+            vae, generator = EMBEDDED["vae"], EMBEDDED["generator"]
+            for kind, path in EMBEDDED.items():
+                if not path.is_file():
+                    raise FileNotFoundError(f"the embedded {kind} {path} is missing: reinstall the kit, or train it "
+                                            f"(see assets/README.md)")  # fmt: skip
+        if vae is None:
+            raise ValueError("a VAE is required: Pipeline.load('embedded') or Pipeline.load(vae=PATH, ...)")
+        vae_model = _load_vae(vae)
+        gen_model, classes = _load_generator(generator) if generator is not None else (None, None)
+        source = {"vae": str(vae), "generator": None if generator is None else str(generator)}
+        return cls(vae_model, gen_model, classes=classes, device=device, source=source)
+
+    def _check_compatible(self) -> None:
+        vcfg, gcfg = self.vae.config, self.generator.config
+        if gcfg.vae_embed_dim != vcfg.embed_dim:
+            raise ValueError(f"mismatched VAE and generator: the VAE has {vcfg.embed_dim} latent channels, the "
+                             f"generator expects {gcfg.vae_embed_dim}")  # fmt: skip
+        if gcfg.vae_stride != vcfg.downsampling_factor:
+            raise ValueError(f"mismatched VAE and generator: VAE stride {vcfg.downsampling_factor}, generator "
+                             f"expects {gcfg.vae_stride}")  # fmt: skip
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_size(self) -> int:
+        return self.generator.config.img_size if self.generator is not None else self.vae.config.resolution
+
+    @property
+    def num_channels(self) -> int:
+        return self.vae.config.embed_dim
+
+    def autocast(self):
+        """bf16 autocast on CUDA, nothing on the CPU (fp32 there: exact and deterministic)."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    # ------------------------------------------------------------------ VAE side
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in [-1, 1] → scaled latents ``[B, C, h, w]`` (posterior mean)."""
+        with self.autocast():
+            return self.vae.encode_latents(images.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents → images ``[B, 3, H, W]`` clipped to [-1, 1]."""
+        with self.autocast():
+            return self.vae.decode_latents(latents.to(self.device)).float().clamp(-1, 1).cpu()
+
+    def quantize(self, latents: torch.Tensor, quantizer: GaussianQuantizer | None = None) -> torch.Tensor:
+        """Scaled latents → indices (uint8 for B ≤ 256), by this pipeline's quantizer unless given."""
+        return (quantizer or self.quantizer).quantize(latents)
+
+    def dequantize(self, indices: torch.Tensor, quantizer: GaussianQuantizer | None = None) -> torch.Tensor:
+        return (quantizer or self.quantizer).dequantize(indices)
+
+    def reconstruct(self, images: torch.Tensor, quantizer: GaussianQuantizer | None = None,
+                    quantized: bool = True) -> torch.Tensor:  # fmt: skip
+        """Encode → (quantize → dequantize) → decode; ``quantized=False`` skips the quantizer."""
+        latents = self.encode(images)
+        if quantized:
+            latents = self.dequantize(self.quantize(latents, quantizer), quantizer)
+        return self.decode(latents)
+
+    # ------------------------------------------------------------------ generation
+    def tokens_to_latents(self, tokens_BNC: torch.Tensor) -> torch.Tensor:
+        """Sampled indices ``[B, N, C]`` (VAE channel order) → scaled latents ``[B, C, h, w]``."""
+        return self.generator.unpatchify(self.quantizer.dequantize(tokens_BNC.cpu()))
+
+    def preview(self, step) -> torch.Tensor:
+        """Images decoded from a `SamplingStep`'s committed tokens (masked positions at the prior mean 0)."""
+        return self.decode(self.generator.unpatchify(step.x_hat.float().cpu()))
+
+    def _labels(self, labels: Sequence[int] | torch.Tensor | None, batch_size: int) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        bad = labels[(labels < 0) | (labels >= len(self.classes))]
+        if len(bad):
+            raise ValueError(f"class {int(bad[0])} out of range: valid 0..{len(self.classes) - 1}")
+        return labels
+
+    def steps(self, labels: Sequence[int] | torch.Tensor | None, seed: int = 0, preview: bool = False,
+              batch_size: int = 1, **sampler) -> Iterator[PreviewStep]:  # fmt: skip
+        """Yield a `PreviewStep` per sampling iteration (``preview`` decodes the committed tokens).
+
+        ``labels``: class ids ``[B]`` (None: ``batch_size`` unconditional images). Row ``i`` uses
+        its own generator seeded ``seed + i``, so a row's image does not depend on the batch.
+        Other keywords go to `tokenbridge.sampling.sample_steps` (defaults: `SAMPLER_DEFAULTS`).
+        """
+        from tokenbridge.sampling import sample_steps
+
+        if self.generator is None:
+            raise ValueError("this pipeline has no generator: load one to generate images")
+        labels_B = self._labels(labels, batch_size)
+        rows = len(labels_B) if labels_B is not None else batch_size
+        gens = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
+        settings = {**SAMPLER_DEFAULTS, **sampler}
+        if labels_B is not None:
+            labels_B = labels_B.to(self.device)
+        with self.autocast():
+            for step in sample_steps(self.generator, labels_B, generator=gens, batch_size=rows, **settings):
+                yield PreviewStep(step, self.preview(step) if preview else None)
+
+    def generate_tokens(self, labels, seed: int = 0, batch_size: int = 1, **sampler) -> torch.Tensor:
+        """Final indices ``[B, N, C]`` (VAE channel order)."""
+        last = None
+        for last in self.steps(labels, seed=seed, batch_size=batch_size, **sampler):
+            pass
+        return last.step.tokens.cpu()
+
+    def generate(self, labels, seed: int = 0, batch_size: int = 1, **sampler) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in [-1, 1]; arguments as `steps`."""
+        return self.decode(self.tokens_to_latents(self.generate_tokens(labels, seed, batch_size, **sampler)))
+
+    def describe(self) -> dict:
+        """What is loaded: presets, parameter counts, levels, channel order, device, dtype, sources."""
+        info = {"vae": {"config": self.vae.config.to_dict(),
+                        "parameters": sum(p.numel() for p in self.vae.parameters())},
+                "quantizer": {k: v for k, v in self.quantizer.state_dict().items() if not torch.is_tensor(v)},
+                "channel_order": list(self.channel_order), "device": str(self.device),
+                "dtype": "bfloat16 autocast" if self.device.type == "cuda" else "float32",
+                "classes": self.classes, "source": self.source}  # fmt: skip
+        if self.generator is not None:
+            info["generator"] = {"config": self.generator.config.to_dict(),
+                                 "parameters": sum(p.numel() for p in self.generator.parameters())}  # fmt: skip
+        return info
