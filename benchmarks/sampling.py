@@ -9,6 +9,12 @@
     sampler's own channel decoding with the same uniforms and must return identical tokens.
     Prints a table and the lines ``cache speedup base: <ratio>x`` / ``cache speedup small: <ratio>x``.
 
+(b) End-to-end `Pipeline.generate` of 16 images on the embedded default (16 steps, CFG 3, random
+    and confidence order): median seconds and images/s. Without the shipped files it says so and
+    times a randomly initialised `tokenbridge_small` + `small` VAE of the same sizes instead.
+(c) Only with CUDA: the official ``large`` preset (random weights), batch 64, 64 steps, bf16
+    autocast, images/s with the KV cache on and off (tokens only; no VAE decode).
+
 Each part is one function returning table rows, so more parts can be added next to it.
 """
 
@@ -81,6 +87,59 @@ def bench_channel_cache(positions: int, repeats: int, device: str) -> list[dict]
     return rows
 
 
+def embedded_or_random_pipeline(device: str):
+    """``(pipeline, label)``: the shipped embedded default, or same-sized random weights."""
+    from tokenbridge.data import CLASS_NAMES
+    from tokenbridge.pipeline import EMBEDDED, Pipeline
+    from tokenbridge.vae import small
+
+    if all(path.is_file() for path in EMBEDDED.values()):
+        return Pipeline.load("embedded", device=device), "embedded"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vae, generator = small(), tokenbridge_small(class_num=len(CLASS_NAMES))
+    return Pipeline(vae, generator, classes=CLASS_NAMES, device=device), "random weights (embedded files missing)"
+
+
+def bench_pipeline(repeats: int, device: str) -> list[dict]:
+    """Part (b): 16 images, 16 steps, CFG 3, random vs confidence order."""
+    pipe, label = embedded_or_random_pipeline(device)
+    labels = list(range(16))
+    labels = [c % len(pipe.classes) for c in labels]
+    rows = []
+    for order in ("random", "confidence"):
+        seconds, _ = _timed(lambda: pipe.generate(labels, seed=0, num_steps=16, cfg=3.0, order=order), repeats, device)
+        rows.append(dict(model=label, order=order, seconds=seconds, images_per_s=len(labels) / seconds))
+    return rows
+
+
+@torch.no_grad()
+def bench_large_gpu(repeats: int, use_cache_values=(True, False)) -> list[dict]:
+    """Part (c): official ``large`` preset, batch 64, 64 steps, bf16 autocast on CUDA."""
+    from tokenbridge.generator import tokenbridge_large
+    from tokenbridge.sampling import generate
+
+    model = tokenbridge_large().to("cuda").eval()
+    labels = torch.arange(64, device="cuda") % model.config.class_num
+    rows = []
+    for use_cache in use_cache_values:
+        def run():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return generate(model, labels, generator=torch.Generator("cuda").manual_seed(0), num_steps=64,
+                                cfg=3.0, use_cache=use_cache)
+        seconds, _ = _timed(run, repeats, "cuda")
+        rows.append(dict(preset="large", cache=use_cache, seconds=seconds, images_per_s=64 / seconds))
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    """A plain table of dict rows (floats to 3 decimals)."""
+    keys = list(rows[0])
+    print("  ".join(f"{k:>14s}" for k in keys))
+    for row in rows:
+        print("  ".join(f"{row[k]:14.3f}" if isinstance(row[k], float) else f"{str(row[k]):>14s}" for k in keys))
+
+
 def print_table(rows: list[dict]) -> None:
     print(f"{'head':6s} {'size':8s} {'path':9s} {'seconds':>9s}")
     for row in rows:
@@ -91,16 +150,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--positions", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=("a", "b", "c"), help="run one part")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    parts = {args.only} if args.only else {"a", "b", "c"}
 
-    print(f"(a) channel-head decoding, {args.positions} positions, device {args.device}, "
-          f"{torch.get_num_threads()} CPU thread(s)")
-    rows = bench_channel_cache(args.positions, args.repeats, args.device)
-    print_table(rows)
-    for name in ("base", "small"):
-        seconds = {row["path"]: row["seconds"] for row in rows if row["head"] == name}
-        print(f"cache speedup {name}: {seconds['uncached'] / seconds['cached']:.1f}x")
+    if "a" in parts:
+        print(f"(a) channel-head decoding, {args.positions} positions, device {args.device}, "
+              f"{torch.get_num_threads()} CPU thread(s)")
+        rows = bench_channel_cache(args.positions, args.repeats, args.device)
+        print_table(rows)
+        for name in ("base", "small"):
+            seconds = {row["path"]: row["seconds"] for row in rows if row["head"] == name}
+            print(f"cache speedup {name}: {seconds['uncached'] / seconds['cached']:.1f}x")
+    if "b" in parts:
+        print(f"\n(b) Pipeline.generate, 16 images, 16 steps, CFG 3, device {args.device}")
+        print_rows(bench_pipeline(args.repeats, args.device))
+    if "c" in parts and args.device.startswith("cuda"):
+        print("\n(c) official large preset (random weights), batch 64, 64 steps, bf16")
+        rows = bench_large_gpu(args.repeats)
+        print_rows(rows)
+        print(f"cache speedup large end-to-end: {rows[1]['seconds'] / rows[0]['seconds']:.1f}x")
+    elif "c" in parts:
+        print("\n(c) skipped: needs a CUDA device")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,279 @@
+"""Training: deterministic batches, the LR schedule, bit-identical resume, export, and DDP (gloo)."""
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenbridge import train as train_module
+from tokenbridge.checkpoints import CheckpointError, load_model, read_torch_checkpoint
+from tokenbridge.train import LoopSettings, StepBatches, classifier_task, lr_at, parse_args, train, vae_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(task, out, *extra):
+    return parse_args([task, "--out", str(out), "--image-size", "32", "--steps", "4", "--batch-size", "2",
+                       "--warmup-steps", "2", "--checkpoint-every", "0", "--no-progress", *extra])  # fmt: skip
+
+
+def settings_of(args) -> LoopSettings:
+    return LoopSettings(**{k: getattr(args, k) for k in vars(LoopSettings())})
+
+
+def vae_args(out, *extra):
+    return cli("vae", out, "--preset", "tiny", *extra)
+
+
+def all_tensors(obj, prefix=""):
+    """Every tensor in a nested training state, by path."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return {}
+    out = {}
+    for k, v in items:
+        out.update(all_tensors(v, f"{prefix}/{k}"))
+    return out
+
+
+# ------------------------------------------------------------------ deterministic batches
+def toy(n):
+    return [(torch.tensor(float(i)), torch.tensor(i % 3)) for i in range(n)]
+
+
+def test_step_batches_are_a_function_of_the_step():
+    data = toy(10)
+    a, b = StepBatches(data, 4, seed=3), StepBatches(data, 4, seed=3)
+    for step in (0, 5, 1, 0):  # any order, fresh or reused instances
+        assert all(torch.equal(x, y) for x, y in zip(a(step), b(step)))
+    x, y = a(1)
+    assert x.shape == (4,) and y.dtype == torch.int64 and torch.equal(y, x.long() % 3)
+    assert not torch.equal(a(0)[0], StepBatches(data, 4, seed=4)(0)[0])
+
+
+def test_step_batches_ranks_partition_the_global_batch():
+    data = toy(12)
+    whole = StepBatches(data, 6, seed=0)
+    for step in range(4):
+        parts = [StepBatches(data, 6, seed=0, rank=r, world=3)(step)[0] for r in range(3)]
+        assert all(len(p) == 2 for p in parts)
+        interleaved = torch.stack(parts, dim=1).reshape(-1)  # rank r takes items r, r+W, …
+        assert torch.equal(interleaved, whole(step)[0])
+
+
+def test_step_batches_epochs_are_permutations():
+    data = toy(6)
+    batches = StepBatches(data, 3, seed=1)
+    epoch0 = torch.cat([batches(0)[0], batches(1)[0]])
+    epoch1 = torch.cat([batches(2)[0], batches(3)[0]])
+    assert sorted(epoch0.tolist()) == sorted(epoch1.tolist()) == list(map(float, range(6)))
+    assert not torch.equal(epoch0, epoch1)
+    straddle = StepBatches(toy(5), 2, seed=1)  # positions 4, 5 = last of epoch 0, first of epoch 1
+    first = torch.cat([straddle(s)[0] for s in range(3)])[:5]
+    assert sorted(first.tolist()) == list(map(float, range(5)))
+
+
+def test_step_batches_errors():
+    with pytest.raises(ValueError, match="empty"):
+        StepBatches([], 2, seed=0)
+    with pytest.raises(ValueError, match="not divisible by the 3 processes"):
+        StepBatches(toy(4), 4, seed=0, rank=0, world=3)
+
+
+# ------------------------------------------------------------------ learning rate
+def test_lr_schedule_warmup_and_cosine():
+    s = LoopSettings(steps=110, lr=1.0, warmup_steps=10)
+    assert lr_at(0, s) == pytest.approx(0.1) and lr_at(4, s) == pytest.approx(0.5)
+    assert lr_at(9, s) == pytest.approx(1.0) and lr_at(10, s) == pytest.approx(1.0)
+    assert lr_at(60, s) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the cosine
+    assert lr_at(110, s) == pytest.approx(0.1) and lr_at(500, s) == pytest.approx(0.1)  # floor: 10 %
+    after = [lr_at(t, s) for t in range(10, 111)]
+    assert all(b <= a for a, b in zip(after, after[1:]))
+    assert lr_at(0, LoopSettings(steps=5, lr=2.0, warmup_steps=0)) == pytest.approx(2.0)
+
+
+def test_parse_args_validation():
+    args = parse_args(["vae", "--out", "x", "--checkpoint-every", "0", "--lr", "1e-3"])
+    assert args.checkpoint_every == 0.0 and args.lr == 1e-3 and args.preset == "small" and not args.resume
+    for bad in (["--steps", "0"], ["--batch-size", "0"], ["--lr", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(["vae", "--out", "x", *bad])
+    with pytest.raises(SystemExit):
+        parse_args(["generator-that-does-not-exist", "--out", "x"])
+
+
+# ------------------------------------------------------------------ resume
+class Interrupted(Exception):
+    pass
+
+
+def interrupted_after(task, steps):
+    """The task, with its loss raising on call ``steps`` (a crash mid-run)."""
+    calls = []
+
+    def loss(net, batch, generator):
+        if len(calls) == steps:
+            raise Interrupted
+        calls.append(1)
+        return task.loss(net, batch, generator)
+
+    return dataclasses.replace(task, loss=loss)
+
+
+def test_resume_continues_bit_identically(tmp_path):
+    args = vae_args(tmp_path / "a")
+    task, settings = vae_task(args), settings_of(args)
+
+    with pytest.raises(Interrupted):
+        train(interrupted_after(task, 2), settings, tmp_path / "a", progress=False)
+    halfway = read_torch_checkpoint(tmp_path / "a" / "state.pt")
+    assert halfway["step"] == 2 and halfway["kind"] == "vae"
+
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        train(task, settings, tmp_path / "a", progress=False)
+
+    ema_resumed, info = train(task, settings, tmp_path / "a", resume=True, progress=False)
+    ema_straight, _ = train(task, settings, tmp_path / "b", progress=False)
+    assert info["steps"] == 4 and info["world_size"] == 1 and info["device"] == "cpu"
+
+    resumed = read_torch_checkpoint(tmp_path / "a" / "state.pt")
+    straight = read_torch_checkpoint(tmp_path / "b" / "state.pt")
+    assert resumed["step"] == straight["step"] == 4
+    tensors_r, tensors_s = all_tensors(resumed), all_tensors(straight)
+    assert set(tensors_r) == set(tensors_s) and any(k.startswith("/optimizer/state") for k in tensors_r)
+    different = [k for k in tensors_r if not torch.equal(tensors_r[k], tensors_s[k])]
+    assert not different, different[:5]
+    assert resumed["optimizer"]["param_groups"] == straight["optimizer"]["param_groups"]
+    for e1, e2 in zip(ema_resumed.state_dict().values(), ema_straight.state_dict().values()):
+        assert torch.equal(e1, e2)
+    # … and the last two steps really moved the weights (the equality above is not vacuous).
+    moved = [k for k, v in halfway["model"].items() if not torch.equal(v, resumed["model"][k])]
+    assert len(moved) == len(halfway["model"])
+
+
+def test_resume_refuses_another_task(tmp_path):
+    args = vae_args(tmp_path, "--steps", "1")
+    train(vae_task(args), settings_of(args), tmp_path, progress=False)
+    cargs = cli("classifier", tmp_path, "--steps", "1")
+    with pytest.raises(CheckpointError, match="is a 'vae' run, not 'classifier'"):
+        train(classifier_task(cargs), settings_of(cargs), tmp_path, resume=True, progress=False)
+
+
+def test_main_requires_resume_for_existing_state(tmp_path):
+    argv = ["vae", "--preset", "tiny", "--image-size", "32", "--batch-size", "2", "--out", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    train_module.main([*argv, "--steps", "1"])
+    assert read_torch_checkpoint(tmp_path / "state.pt")["step"] == 1
+    with pytest.raises(FileExistsError, match="state.pt exists"):
+        train_module.main([*argv, "--steps", "2"])
+    train_module.main([*argv, "--steps", "2", "--resume"])
+    assert read_torch_checkpoint(tmp_path / "state.pt")["step"] == 2
+
+
+# ------------------------------------------------------------------ export
+@pytest.fixture
+def few_eval_images(monkeypatch):
+    """Export measures thousands of images; a handful keeps the test fast (same code path)."""
+    real_batches, real_heldout = train_module._image_batches, train_module.heldout_shapes
+    monkeypatch.setattr(train_module, "heldout_shapes", lambda count, size: real_heldout(min(count, 8), size))
+    monkeypatch.setattr(train_module, "_image_batches",
+                        lambda dataset, count, batch_size=64: real_batches(dataset, min(count, len(dataset), 8), 4))
+
+
+def test_vae_export_writes_weights_and_sidecar(tmp_path, few_eval_images):
+    args = vae_args(tmp_path / "run", "--steps", "2")
+    task, settings = vae_task(args), settings_of(args)
+    ema, info = train(task, settings, tmp_path / "run", progress=False)
+    weights = train_module.export(task, ema, info, settings, tmp_path / "vae_tiny")
+    assert weights == tmp_path / "vae_tiny.safetensors" and weights.is_file()
+    sidecar = json.loads((tmp_path / "vae_tiny.json").read_text())
+    assert sidecar["kind"] == "vae" and sidecar["steps"] == 2 and sidecar["batch_size"] == 2
+    assert sidecar["weights_dtype"] == "float16" and sidecar["data"]["kind"] == "shapes"
+    m = sidecar["metrics"]
+    for key in ("psnr_continuous_db", "psnr_quantized_b64_db", "latent_scale_factor", "parameters"):
+        assert key in m and math.isfinite(m[key]), key
+    model = load_model(weights, kind="vae")
+    assert model.config.scale_factor == m["latent_scale_factor"] != 1.0  # measured, not the placeholder
+    assert m["parameters"] == sum(p.numel() for p in model.parameters())
+    for name, t in model.state_dict().items():  # the EMA weights, rounded to fp16
+        assert torch.allclose(t, ema.state_dict()[name], rtol=1e-3, atol=1e-3), name
+
+
+def test_classifier_task_smoke_and_export(tmp_path, few_eval_images):
+    args = cli("classifier", tmp_path / "run", "--steps", "2")
+    task = classifier_task(args)
+    assert task.kind == "classifier" and len(task.dataset) > 0
+    ema, info = train(task, settings_of(args), tmp_path / "run", progress=False)
+    assert read_torch_checkpoint(tmp_path / "run" / "state.pt")["kind"] == "classifier"
+    with torch.no_grad():
+        logits = ema(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    weights = train_module.export(task, ema, info, settings_of(args), tmp_path / "clf")
+    sidecar = json.loads((tmp_path / "clf.json").read_text())
+    assert 0.0 <= sidecar["metrics"]["heldout_accuracy"] <= 1.0
+    assert load_model(weights, kind="classifier").config.image_size == 32
+
+
+# ------------------------------------------------------------------ DDP
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path):
+    """torchrun, 2 ranks, gloo: the run finishes, every rank ends with the same weights (train()
+    checks it with an all-reduce and reports it), and rank 0 wrote the state."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "tokenbridge.train", "vae", "--preset", "tiny", "--image-size", "32", "--steps", "2",
+           "--batch-size", "4", "--out", str(out), "--no-progress"]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("trained vae: "))
+    info = json.loads(line.removeprefix("trained vae: "))
+    assert info["world_size"] == 2 and info["replicas_identical"] is True and info["steps"] == 2
+    assert result.stdout.count("trained vae: ") == 1  # only rank 0 reports
+    state = read_torch_checkpoint(out / "state.pt")
+    assert state["step"] == 2 and state["settings"]["batch_size"] == 4
+    initial = vae_task(vae_args(tmp_path / "unused")).build_model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        start = initial().state_dict()
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert any(not torch.equal(v, start[k]) for k, v in state["model"].items())
+
+
+def test_check_replicas_agree_detects_divergence(monkeypatch):
+    """The end-of-training DDP check, with a simulated second rank: equal weights pass, one changed
+    value anywhere fails."""
+    from tokenbridge import vae
+
+    torch.manual_seed(0)
+    mine = vae.tiny()
+    other = copy.deepcopy(mine)
+
+    def second_rank_holds(model):
+        theirs = train_module.replica_checksums(model)
+
+        def all_reduce(tensor, op):
+            combine = torch.minimum if op == train_module.dist.ReduceOp.MIN else torch.maximum
+            tensor.copy_(combine(tensor, theirs))
+
+        monkeypatch.setattr(train_module.dist, "all_reduce", all_reduce)
+
+    second_rank_holds(other)
+    train_module.check_replicas_agree(mine)
+    with torch.no_grad():
+        other.decoder.conv_out.bias[0] += 1e-6
+    second_rank_holds(other)
+    with pytest.raises(RuntimeError, match="different weights"):
+        train_module.check_replicas_agree(mine)
