@@ -24,8 +24,7 @@ from tokenbridge.checkpoints import (
 )
 from tokenbridge.classifier import ClassifierConfig, build_classifier
 
-TINY = dict(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, encoder_attn_resolutions=(), decoder_attn_resolutions=(),
-            resolution=32, z_channels=4, embed_dim=4, scale_factor=1.0)  # fmt: skip
+TINY = vae.tiny().config.to_dict()
 """`vae.tiny()` expressed as overrides of `kl16()`: exercises `load_official_vae` at a small size."""
 
 

@@ -152,7 +152,7 @@ def test_diagonal_gaussian_kl_and_clamp():
 def test_attention_block_matches_ldm_formula():
     """LDM AttnBlock: softmax(q·kᵀ / √C) v over the h·w positions, then proj_out, plus the input."""
     torch.manual_seed(0)
-    block = AttnBlock(32).eval()
+    block = AttnBlock(32, 32).eval()
     x = torch.randn(2, 32, 3, 5)
     with torch.no_grad():
         h = block.norm(x)
@@ -205,8 +205,9 @@ def test_config_json_round_trip():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"ch": 48}, "ch must be a positive multiple of 32"),
-        ({"ch": 0}, "ch must be a positive multiple of 32"),
+        ({"ch": 48}, "ch must be a positive multiple of norm_groups"),
+        ({"ch": 0}, "ch must be a positive multiple of norm_groups"),
+        ({"ch": 32, "norm_groups": 0}, "ch must be a positive multiple of norm_groups"),
         ({"ch_mult": ()}, "ch_mult must be non-empty"),
         ({"ch_mult": (1, 0, 2)}, "ch_mult must be non-empty and positive"),
         ({"resolution": 250}, "not divisible by the stride 16"),
@@ -218,3 +219,11 @@ def test_config_json_round_trip():
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):
         VAEConfig(**overrides)
+
+
+def test_norm_groups_reach_every_group_norm():
+    """The small preset keeps 4 channels per group at every width (one per group would erase colour)."""
+    model = vae.small()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 8 for m in norms)
+    assert all(m.num_groups == 32 for m in vae.kl16(resolution=32).modules() if isinstance(m, torch.nn.GroupNorm))
