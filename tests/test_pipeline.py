@@ -1,0 +1,139 @@
+"""Pipeline, the sample CLI and the evaluation helpers on tiny random models (CPU, seconds)."""
+
+import argparse
+
+import pytest
+import torch
+from PIL import Image
+
+from tokenbridge import checkpoints, pipeline as pipeline_module
+from tokenbridge.__main__ import main as cli_main
+from tokenbridge.classifier import ShapesClassifier, ClassifierConfig
+from tokenbridge.data import CLASS_NAMES
+from tokenbridge.evaluate import QuantSetting, generation_metrics, reconstruction_table, settings_grid, shapes_images
+from tokenbridge.generator import tokenbridge_tiny
+from tokenbridge.pipeline import Pipeline
+from tokenbridge.vae import small
+
+
+def seeded(build, seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build().eval()
+
+
+@pytest.fixture(scope="module")
+def models():
+    return seeded(small), seeded(lambda: tokenbridge_tiny(class_num=10))
+
+
+@pytest.fixture(scope="module")
+def pipe(models):
+    vae, generator = models
+    return Pipeline(vae, generator, classes=CLASS_NAMES, device="cpu")
+
+
+def test_same_seed_same_images_and_rows_independent_of_batch(pipe):
+    a = pipe.generate([1, 2, 3, 4], seed=5, num_steps=4)
+    b = pipe.generate([1, 2, 3, 4], seed=5, num_steps=4)
+    assert torch.equal(a, b)
+    assert a.shape == (4, 3, 64, 64) and a.min() >= -1 and a.max() <= 1
+    batch = pipe.generate_tokens([1, 2, 3, 4], seed=5, num_steps=4)
+    for i in range(4):  # row i is seeded seed + i: the same as generating it alone
+        assert torch.equal(batch[i : i + 1], pipe.generate_tokens([i + 1], seed=5 + i, num_steps=4))
+    assert not torch.equal(batch, pipe.generate_tokens([1, 2, 3, 4], seed=6, num_steps=4))
+
+
+def test_steps_commit_every_position_once_with_previews(pipe):
+    steps = list(pipe.steps([7], seed=0, preview=True, num_steps=5, order="confidence"))
+    assert len(steps) == 5
+    committed = torch.stack([s.step.committed for s in steps]).sum(dim=0)
+    assert torch.equal(committed, torch.ones_like(committed))
+    assert all(s.preview.shape == (1, 3, 64, 64) for s in steps)
+    assert not steps[-1].step.mask.any() and (steps[-1].step.tokens >= 0).all()
+    final = pipe.decode(pipe.tokens_to_latents(steps[-1].step.tokens))
+    assert torch.allclose(steps[-1].preview, final, atol=1e-5)
+
+
+def test_bad_inputs_name_the_problem(pipe, models):
+    with pytest.raises(ValueError, match="class 10 out of range"):
+        pipe.generate([10])
+    with pytest.raises(ValueError, match="class -1 out of range"):
+        pipe.generate([-1])
+    with pytest.raises(ValueError, match="temperature"):
+        pipe.generate([1], temperature=0.0)
+    vae, _ = models
+    with pytest.raises(ValueError, match="latent channels"):
+        Pipeline(vae, seeded(lambda: tokenbridge_tiny(vae_embed_dim=8)), device="cpu")
+    with pytest.raises(ValueError, match="no generator"):
+        Pipeline(vae, None, device="cpu").generate([1])
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        Pipeline.load("mystery")
+
+
+def test_reconstruct_and_describe(pipe):
+    x = shapes_images(2)
+    continuous = pipe.reconstruct(x, quantized=False)
+    assert torch.allclose(continuous, pipe.decode(pipe.encode(x)))
+    quantized = pipe.reconstruct(x)
+    assert quantized.shape == x.shape and not torch.equal(quantized, continuous)
+    info = pipe.describe()
+    assert info["quantizer"]["levels"] == 64 and info["channel_order"] == list(range(16))
+    assert info["generator"]["parameters"] == sum(p.numel() for p in pipe.generator.parameters())
+
+
+def test_load_from_files_matches_in_memory(tmp_path, models, pipe, monkeypatch):
+    vae, generator = models
+    checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
+    checkpoints.save_model(generator, tmp_path / "gen.safetensors", "generator", generator.config.to_dict(),
+                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+    loaded = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=tmp_path / "gen.safetensors", device="cpu")
+    assert loaded.classes == list(CLASS_NAMES)
+    assert torch.equal(loaded.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3))
+    # an official-format (MAR) checkpoint of the same weights loads through the same call
+    torch.save({"model": generator.state_dict(), "model_ema": generator.state_dict(), "epoch": 1,
+                "args": argparse.Namespace(model="tiny")}, tmp_path / "checkpoint-last.pth")  # fmt: skip
+    official = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=tmp_path / "checkpoint-last.pth", device="cpu")
+    assert torch.equal(official.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3))
+    # the embedded default names its missing files instead of failing somewhere deeper
+    monkeypatch.setitem(pipeline_module.EMBEDDED, "vae", tmp_path / "vae.safetensors")
+    monkeypatch.setitem(pipeline_module.EMBEDDED, "generator", tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="embedded generator"):
+        Pipeline.load("embedded")
+
+
+def test_sample_cli_writes_a_grid(tmp_path, models):
+    vae, generator = models
+    checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
+    checkpoints.save_model(generator, tmp_path / "gen.safetensors", "generator", generator.config.to_dict(),
+                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+    out = tmp_path / "grid.png"
+    cli_main(["sample", "--class-name", "star", "--n", "3", "--columns", "2", "--steps", "2", "--device", "cpu",
+              "--vae", str(tmp_path / "vae.safetensors"), "--generator", str(tmp_path / "gen.safetensors"),
+              "--out", str(out)])  # fmt: skip
+    assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2)
+    with pytest.raises(SystemExit, match="unknown class 'blob'"):
+        cli_main(["sample", "--class-name", "blob", "--vae", str(tmp_path / "vae.safetensors"),
+                  "--generator", str(tmp_path / "gen.safetensors")])  # fmt: skip
+
+
+def test_reconstruction_table_orders_by_bits(models):
+    vae, _ = models
+    classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
+    images = shapes_images(24)
+    grid = [QuantSetting(None), QuantSetting(4), QuantSetting(128), QuantSetting(16, calibration="per_channel")]
+    rows = reconstruction_table(vae, classifier, images, grid, batch_size=10)
+    assert [r["levels"] for r in rows] == [None, 4, 128, 16]
+    assert rows[0]["latent_mse"] == 0 and rows[0]["mean_entropy_bits"] is None
+    assert rows[1]["latent_mse"] > rows[2]["latent_mse"] > 0
+    assert rows[1]["mean_entropy_bits"] <= 2.0 + 1e-6
+    assert len(settings_grid([4, 8], ["nearest", "interval"], ["fixed"], ["gaussian"], [5.0])) == 1 + 4
+
+
+def test_generation_metrics_are_seeded(pipe):
+    classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
+    a = generation_metrics(pipe, classifier, 6, batch_size=4, num_steps=2)
+    b = generation_metrics(pipe, classifier, 6, batch_size=3, num_steps=2)
+    assert 0.0 <= a["class_accuracy"] <= 1.0 and a["samples"] == 6
+    assert (a["class_accuracy"], a["fd_shapes"]) == (b["class_accuracy"], b["fd_shapes"])  # batch-independent
+    assert a["sampler"]["num_steps"] == 2 and a["sampler"]["order"] == "confidence"
