@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+import matplotlib
+import matplotlib.ticker
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from tokenbridge.data import to_uint8_image
 from tokenbridge.quantizer import GaussianQuantizer
 
 
@@ -94,4 +97,295 @@ def plot_bin_occupancy(counts: Mapping[str, torch.Tensor]) -> Figure:
     ax.set_xlabel("bin index")
     ax.set_ylabel("share of values")
     ax.legend(fontsize=8)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Latent channels: maps, spectra, low-frequency ratios, histograms in quantizer units
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_dim(name: str, tensor: torch.Tensor, dims: int, shape_text: str) -> torch.Tensor:
+    t = torch.as_tensor(tensor).detach().cpu()
+    if t.dim() != dims or 0 in t.shape:
+        raise ValueError(f"{name} must be {shape_text} with no empty dimension, got shape {tuple(t.shape)}")
+    return t
+
+
+def _channel_list(channels: Sequence[int] | None, count: int) -> list[int]:
+    picked = list(range(count)) if channels is None else [int(c) for c in channels]
+    if not picked or any(not 0 <= c < count for c in picked):
+        raise ValueError(f"channels must be a non-empty list of indices in 0..{count - 1}, got {channels!r}")
+    return picked
+
+
+def plot_channel_maps(latents: torch.Tensor, channels: Sequence[int] | None = None,
+                      row_labels: Sequence[str] | None = None, limit: float | None = None) -> Figure:  # fmt: skip
+    """Latent maps ``[N, C, h, w]``: one row per image, one column per channel (in ``channels``
+    order, default 0..C-1), one shared diverging colour scale ±``limit`` (default: the largest
+    absolute value) and its colour bar. Axes: ``N · len(channels) + 1``."""
+    z = _check_dim("latents", latents, 4, "[N, C, h, w]").float()
+    picked = _channel_list(channels, z.shape[1])
+    if row_labels is not None and len(row_labels) != z.shape[0]:
+        raise ValueError(f"got {len(row_labels)} row labels for {z.shape[0]} images")
+    vmax = float(limit) if limit is not None else max(float(z.abs().max()), 1e-12)
+    fig = Figure(figsize=(0.85 * len(picked) + 1.2, 0.9 * z.shape[0] + 0.5), layout="constrained")
+    axes = fig.subplots(z.shape[0], len(picked), squeeze=False)
+    for i, row in enumerate(axes):
+        for j, (ax, c) in enumerate(zip(row, picked)):
+            im = ax.imshow(z[i, c].numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"c{c}", fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="scaled latent")
+    return fig
+
+
+def plot_power_spectra(spectra: torch.Tensor, channels: Sequence[int] | None = None, columns: int = 8) -> Figure:
+    """Mean power spectra ``[C, H, W]`` in FFT order (as `spectral.power_spectra` returns them),
+    shown DC-centred (fftshift) on one shared log10 colour scale, one panel per channel.
+    Zero-power bins (DC) are grey. Axes: ``len(channels)`` panels plus one colour bar (unused
+    grid cells are removed)."""
+    s = _check_dim("spectra", spectra, 3, "[C, H, W]").double()
+    picked = _channel_list(channels, s.shape[0])
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
+    positive = torch.fft.fftshift(s, dim=(-2, -1))[picked]
+    # The DC bin is zero by construction (each map's mean is removed): masked, like any zero.
+    shown = np.ma.masked_invalid(torch.log10(positive.where(positive > 0, torch.nan)).numpy())
+    vmin, vmax = (float(shown.min()), float(shown.max())) if shown.count() else (-1.0, 1.0)
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.55")  # masked (zero) bins in grey
+    cols = min(columns, len(picked))
+    rows = math.ceil(len(picked) / cols)
+    fig = Figure(figsize=(1.3 * cols + 1.0, 1.35 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, c, img in zip(axes, picked, shown):
+        im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.set_title(f"c{c}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(picked):]:
+        ax.remove()
+    fig.colorbar(im, ax=axes[: len(picked)].tolist(), shrink=0.8, label="log10 power (DC centred)")
+    return fig
+
+
+def plot_radial_profiles(radii: torch.Tensor, power: torch.Tensor, cutoff: float | None = None,
+                         highlight: Sequence[int] = (), normalize: bool = True) -> Figure:  # fmt: skip
+    """Radial power profiles (`spectral.radial_profile`: radii ``[K]``, power ``[C, K]``), one
+    line per channel on a log axis; ``highlight`` channels are drawn bold and labelled, the rest
+    grey. ``normalize`` divides each profile by its mean over the bands (compares shapes, not
+    variances). ``cutoff`` (fraction of Nyquist) draws the low-frequency disc's radius. One axes."""
+    r = _check_dim("radii", radii, 1, "[K]").double().numpy()
+    p = _check_dim("power", power, 2, "[C, K]").double()
+    if p.shape[1] != r.shape[0]:
+        raise ValueError(f"power has {p.shape[1]} bands but radii has {r.shape[0]}")
+    bold = set(_channel_list(highlight, p.shape[0])) if len(highlight) else set()
+    if normalize:
+        p = p / torch.nanmean(p, dim=1, keepdim=True).clamp_min(1e-300)
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for c in range(p.shape[0]):
+        if c in bold:
+            ax.plot(r, p[c].numpy(), "o-", ms=3, lw=1.8, label=f"c{c}")
+        else:
+            ax.plot(r, p[c].numpy(), "-", lw=0.8, color="0.7")
+    if cutoff is not None:
+        ax.axvline(cutoff, color="black", ls="--", lw=1, label=f"cutoff {cutoff:g}·Nyquist")
+    ax.set_yscale("log")
+    ax.set_xlabel("radial frequency (fraction of Nyquist)")
+    ax.set_ylabel("power / channel mean" if normalize else "mean power")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def plot_ratio_order(ratios: torch.Tensor, title: str = "low-frequency energy ratio",
+                     reference: float | None = None, reference_label: str = "reference") -> Figure:  # fmt: skip
+    """Bars of per-channel ratios ``[C]`` sorted descending (ties: lower channel first), so the
+    x axis reads as the generation order, channel names under the bars; ``reference`` draws a
+    dashed horizontal line (e.g. the ratio of white noise). One axes."""
+    v = _check_dim("ratios", ratios, 1, "[C]").double()
+    order = torch.sort(v, descending=True, stable=True).indices.tolist()
+    fig = Figure(figsize=(0.42 * len(order) + 1.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(order)), v[order].numpy(), color="tab:blue")
+    ax.set_xticks(np.arange(len(order)), [f"c{c}" for c in order], fontsize=8)
+    if reference is not None:
+        ax.axhline(float(reference), color="black", ls="--", lw=1, label=reference_label)
+        ax.legend(fontsize=8)
+    ax.set_xlabel("channel, in generation order (structure first)")
+    ax.set_ylabel("ratio")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def plot_channel_bars(values: Mapping[str, Sequence[float]], ylabel: str, title: str = "",
+                      channels: Sequence[int] | None = None, reference: float | None = None,
+                      ylim: tuple[float, float] | None = None) -> Figure:  # fmt: skip
+    """Grouped bars: for each channel, one bar per named series (each ``[C]``, in the order of
+    ``channels``, the channel indices written under the bars, default 0..C-1); ``reference``
+    draws a horizontal line (e.g. log2 B); ``ylim`` zooms the value axis. One axes."""
+    if not values:
+        raise ValueError("values must hold at least one series")
+    series = {k: np.asarray(torch.as_tensor(v, dtype=torch.float64)) for k, v in values.items()}
+    lengths = {len(v) if v.ndim == 1 else -1 for v in series.values()}
+    if len(lengths) != 1 or -1 in lengths or 0 in lengths:
+        shapes = [v.shape for v in series.values()]
+        raise ValueError(f"every series must be 1-D with the same length, got shapes {shapes}")
+    count = lengths.pop()
+    labels = list(range(count)) if channels is None else [int(c) for c in channels]
+    if len(labels) != count:
+        raise ValueError(f"got {len(labels)} channel labels for series of length {count}")
+    fig = Figure(figsize=(0.5 * count + 2, 3.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for i, (name, v) in enumerate(series.items()):
+        ax.bar(np.arange(count) + (i - (len(series) - 1) / 2) * width, v, width=width, label=name)
+    if reference is not None:
+        ax.axhline(reference, color="black", ls="--", lw=1)
+    ax.set_xticks(np.arange(count), [f"c{c}" for c in labels], fontsize=8)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_channel_histograms(latents: torch.Tensor, quantizers: Mapping[str, GaussianQuantizer],
+                            channels: Sequence[int] | None = None, bins: int = 60) -> Figure:  # fmt: skip
+    """Histograms of latents ``[N, C, h, w]`` in each quantizer's normalized units u (before
+    clamping), one row per quantizer (labelled with its key), one column per channel, with the
+    N(0, 1) density the bins are laid out for, the bin boundaries (grey) and the clamp at ±r
+    (red). Axes: ``len(quantizers) · len(channels)``."""
+    z = _check_dim("latents", latents, 4, "[N, C, h, w]").float()
+    if not quantizers:
+        raise ValueError("quantizers must hold at least one quantizer")
+    picked = _channel_list(channels, z.shape[1])
+    fig = Figure(figsize=(2.3 * len(picked) + 0.6, 1.9 * len(quantizers) + 0.4), layout="constrained")
+    axes = fig.subplots(len(quantizers), len(picked), squeeze=False, sharex=True)
+    for row, (name, q) in zip(axes, quantizers.items()):
+        r = q.config.std_range
+        u = q.normalize(z, channel_dim=1)
+        grid = np.linspace(-r - 1, r + 1, 400)
+        for j, (ax, c) in enumerate(zip(row, picked)):
+            for b in q.boundaries.numpy()[1:-1]:
+                ax.axvline(b, color="0.7", lw=0.4)
+            ax.hist(u[:, c].flatten().numpy(), bins=bins, range=(-r - 1, r + 1), density=True,
+                    color="tab:blue", alpha=0.7)  # fmt: skip
+            ax.plot(grid, _gaussian_density(grid), color="black", lw=1)
+            for edge in (-r, r):
+                ax.axvline(edge, color="tab:red", lw=1)
+            ax.set_yticks([])
+            if row is axes[0]:
+                ax.set_title(f"c{c}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if row is axes[-1]:
+                ax.set_xlabel("u")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Reconstruction: metric vs bits, image grids
+# ------------------------------------------------------------------------------------------------
+
+
+def rows_by_setting(rows: Sequence[Mapping], metric: str, keys: Sequence[str] = ("assign", "calibration", "bins")
+                    ) -> tuple[list[int], dict[str, list[float | None]], float | None]:  # fmt: skip
+    """Evaluation rows (dicts as `tokenbridge.evaluate.reconstruction_table` returns, ``levels``
+    None for the continuous latents) -> ``(sorted levels, {"nearest, fixed, gaussian": [metric
+    per level, None where missing]}, the continuous row's metric or None)``, for `plot_vs_bits`."""
+    levels = sorted({int(r["levels"]) for r in rows if r["levels"] is not None})
+    series: dict[str, list[float | None]] = {}
+    continuous = None
+    for r in rows:
+        if metric not in r:
+            raise ValueError(f"row has no {metric!r}; it has {', '.join(r)}")
+        if r["levels"] is None:
+            continuous = r[metric]
+            continue
+        name = ", ".join(str(r[k]) for k in keys)
+        ys = series.setdefault(name, [None] * len(levels))
+        i = levels.index(int(r["levels"]))
+        if ys[i] is not None:
+            raise ValueError(f"two rows for {name!r} at B = {r['levels']}; add the differing field to keys")
+        ys[i] = r[metric]
+    return levels, series, continuous
+
+
+def _with_gaps(values: Sequence[float | None]) -> list[float]:
+    return [np.nan if v is None else float(v) for v in values]
+
+
+def plot_vs_bits(levels: Sequence[int], curves: Mapping[str, Sequence[float | None]], ylabel: str,
+                 title: str = "", baselines: Mapping[str, float] | None = None, logy: bool = False,
+                 references: Mapping[str, Sequence[float | None]] | None = None) -> Figure:  # fmt: skip
+    """Named series over the number of levels B (log2 x axis labelled with B and bits); ``None``
+    entries are gaps. ``references`` (e.g. a paper's numbers) are drawn in black with square
+    markers, ``baselines`` as dashed/dotted horizontal lines (e.g. the continuous latents). One axes."""
+    xs = [int(b) for b in levels]
+    if not xs or any(b < 2 for b in xs):
+        raise ValueError(f"levels must be a non-empty list of integers >= 2, got {list(levels)!r}")
+    references = references or {}
+    for name, ys in (*curves.items(), *references.items()):
+        if len(ys) != len(xs):
+            raise ValueError(f"curve {name!r} has {len(ys)} values for {len(xs)} levels")
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for name, ys in curves.items():
+        ax.plot(xs, _with_gaps(ys), "o-", ms=4, lw=1.2, label=name)
+    for name, ys in references.items():
+        ax.plot(xs, _with_gaps(ys), "s--", ms=5, lw=1.5, color="black", label=name)
+    for k, (name, y) in enumerate((baselines or {}).items()):
+        ax.axhline(float(y), color="0.25" if k == 0 else "0.55", ls="--" if k == 0 else ":", lw=1.2, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(xs)), [f"{b}\n({math.log2(b):g} b)" for b in sorted(set(xs))], fontsize=8)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("levels B (bits)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_image_rows(rows: Mapping[str, torch.Tensor], column_labels: Sequence[str] | None = None,
+                    scale: float = 1.1) -> Figure:  # fmt: skip
+    """Images ``[N, 3, H, W]`` in [-1, 1] per named row (all rows the same N), row names on the
+    left. Axes: ``len(rows) · N``."""
+    if not rows:
+        raise ValueError("rows must hold at least one batch of images")
+    batches = {k: _check_dim(f"row {k!r}", v, 4, "[N, 3, H, W]") for k, v in rows.items()}
+    sizes = {v.shape[0] for v in batches.values()}
+    if len(sizes) != 1 or any(v.shape[1] != 3 for v in batches.values()):
+        shapes = [tuple(v.shape) for v in batches.values()]
+        raise ValueError(f"every row must be [N, 3, H, W] with the same N, got {shapes}")
+    n = sizes.pop()
+    if column_labels is not None and len(column_labels) != n:
+        raise ValueError(f"got {len(column_labels)} column labels for {n} images per row")
+    fig = Figure(figsize=(scale * n + 1.2, scale * len(batches) + 0.3), layout="constrained")
+    axes = fig.subplots(len(batches), n, squeeze=False)
+    for i, (name, images) in enumerate(batches.items()):
+        pixels = to_uint8_image(images)
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(pixels[j], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+            if i == 0 and column_labels is not None:
+                ax.set_title(column_labels[j], fontsize=8)
     return fig
