@@ -199,9 +199,16 @@ class Pipeline:
         settings = {**SAMPLER_DEFAULTS, **sampler}
         if labels_B is not None:
             labels_B = labels_B.to(self.device)
-        with self.autocast():
-            for step in sample_steps(self.generator, labels_B, generator=gens, batch_size=rows, **settings):
-                yield PreviewStep(step, self.preview(step) if preview else None)
+        # autocast is entered per step, never held across a yield: autocast state is per thread, and
+        # a consumer (e.g. the app's worker threads) may resume this generator from another thread
+        iterator = sample_steps(self.generator, labels_B, generator=gens, batch_size=rows, **settings)
+        while True:
+            with self.autocast():
+                step = next(iterator, None)
+                if step is None:
+                    return
+                shown = self.preview(step) if preview else None
+            yield PreviewStep(step, shown)
 
     def generate_tokens(self, labels, seed: int = 0, batch_size: int = 1, **sampler) -> torch.Tensor:
         """Final indices ``[B, N, C]`` (VAE channel order)."""

@@ -1,0 +1,82 @@
+"""The app in a real headless Chromium (system /usr/bin/chromium driven by Playwright).
+
+Skips with the reason when Chromium or the playwright package is missing. Screenshots go to the
+test's tmp dir; `app/screenshot.py` makes the README one with the same helpers.
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app import screenshot
+from tokenbridge import generator as generators
+from tokenbridge import vae as vaes
+from tokenbridge.data import CLASS_NAMES
+from tokenbridge.pipeline import Pipeline
+
+pytestmark = [pytest.mark.skipif(screenshot.unavailable() is not None, reason=str(screenshot.unavailable())),
+              pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def url():
+    from app.main import build_demo, launch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vae, gen = vaes.small(), generators.tokenbridge_tiny(class_num=10)
+    demo = build_demo(Pipeline(vae, gen.eval(), classes=CLASS_NAMES, device="cpu"), calibration_images=8)
+    yield launch(demo)
+    demo.close()
+
+
+def status(page) -> str:
+    return page.locator("#gen-status").inner_text()
+
+
+def test_generate_scrub_step_and_channels_in_a_browser(url, tmp_path):
+    with screenshot.browser_page(url) as (page, requests):
+        screenshot.generate(page, order="confidence", steps=6, batch=4, timeout_s=120)
+        assert "step 6 / 6" in status(page) and "done" in status(page)
+        assert page.locator("#gallery img").count() == 4
+        assert page.locator("#order input[value=confidence]").is_checked()
+        final_src = page.locator("#preview img").get_attribute("src")
+        page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+
+        screenshot.set_number(page, "step-slider", 2)  # scrub back
+        page.locator("#gen-status").get_by_text("step 2 / 6").wait_for(timeout=30_000)
+        page.wait_for_function(f"() => document.querySelector('#preview img').src !== {final_src!r}")
+        assert "still masked" in status(page)
+        page.screenshot(path=str(tmp_path / "scrubbed.png"), full_page=True)
+
+        page.get_by_role("tab", name="Channels").click()
+        page.locator("#channels-source").get_by_text("generated image", exact=True).click()
+        page.locator("#channels-load").click()
+        page.locator("#channels-info").get_by_text("generated image 1 (seed 0)").wait_for(timeout=60_000)
+        assert page.locator("#channels-strip img").count() == 16
+        page.get_by_text("row 4, col 4").first.wait_for(timeout=30_000)  # distributions at the centre cell
+        image = page.locator("#channels-image img")
+        box = image.bounding_box()
+        image.click(position={"x": box["width"] * 0.05, "y": box["height"] * 0.95})
+        page.get_by_text("row 7, col 0").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "channels.png"), full_page=True)
+
+        page.get_by_role("tab", name="Generate").click()
+        page.locator("#step-btn").click()  # the finished run is replaced: one step of a new one
+        page.locator("#gen-status").get_by_text("step 1 / 6").wait_for(timeout=30_000)
+        page.get_by_role("tab", name="Channels").click()
+        page.locator("#channels-load").click()  # the new run is not finished: a clear error, no crash
+        page.get_by_text("no finished generation in this session").first.wait_for(timeout=30_000)
+
+    assert requests, "the page made requests"
+    assert screenshot.external(requests, url) == [], "nothing may be fetched from outside the app"
+    for name in ("generate", "scrubbed", "channels"):
+        assert Image.open(tmp_path / f"{name}.png").size[0] == screenshot.VIEWPORT["width"]
+
+
+def test_readme_screenshot_helper(url, tmp_path):
+    path = screenshot.save_screenshot(tmp_path / "shots" / "app.png", url=url, batch=2)
+    shot = np.asarray(Image.open(path).convert("RGB"))
+    assert shot.shape[1] == screenshot.VIEWPORT["width"] and shot.shape[0] >= screenshot.VIEWPORT["height"]
+    assert shot.std() > 10, "not a blank page"
