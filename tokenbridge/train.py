@@ -32,6 +32,7 @@ from torch import nn
 
 from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ImageFolderDataset, ShapesDataset
+from tokenbridge.pipeline import pick_device
 
 # ------------------------------------------------------------------------------------------------
 # Settings shared by every task
@@ -132,14 +133,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 # ------------------------------------------------------------------------------------------------
 # The loop
 # ------------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def _distributed() -> tuple[int, int]:
