@@ -17,7 +17,7 @@ Images are ``[B, 3, H, W]`` float in [-1, 1]; latents ``[B, embed_dim, H/f, W/f]
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
