@@ -24,7 +24,7 @@ import torch
 
 from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
-from tokenbridge.metrics import classifier_outputs, feature_statistics, frechet_distance, psnr
+from tokenbridge.metrics import classifier_outputs, feature_statistics, frechet_distance, psnr, warn_if_few
 from tokenbridge.quantizer import GaussianQuantizer
 
 DEFAULT_VAE = "assets/vae_small.safetensors"
@@ -78,6 +78,7 @@ def reconstruction_table(vae, classifier, images: torch.Tensor, settings: list[Q
     fit_latents = latents if fit_latents is None else fit_latents
     real_feats, _ = classifier_outputs(classifier, _batches(images, batch_size), device)
     real_stats = feature_statistics(real_feats)
+    warn_if_few(*real_feats.shape)
     rows = []
     for setting in settings:
         if setting.levels is None:
@@ -110,6 +111,7 @@ def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: 
     images = torch.cat([pipe.generate(labels[i : i + batch_size], seed=seed + i, **sampler)
                         for i in range(0, count, batch_size)])  # fmt: skip
     feats, predicted = classifier_outputs(classifier, _batches(images, 250), pipe.device)
+    warn_if_few(*feats.shape)
     real = shapes_images(count, 0, pipe.image_size)
     real_feats, _ = classifier_outputs(classifier, _batches(real, 250), pipe.device)
     return {"samples": count, "seed": seed, "sampler": {**SAMPLER_DEFAULTS, **sampler},

@@ -172,7 +172,7 @@ class Pipeline:
         """Images decoded from a `SamplingStep`'s committed tokens (masked positions at the prior mean 0)."""
         return self.decode(self.generator.unpatchify(step.x_hat.float().cpu()))
 
-    def _labels(self, labels: Sequence[int] | torch.Tensor | None, batch_size: int) -> torch.Tensor | None:
+    def _labels(self, labels: Sequence[int] | torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:
             return None
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
@@ -193,7 +193,7 @@ class Pipeline:
 
         if self.generator is None:
             raise ValueError("this pipeline has no generator: load one to generate images")
-        labels_B = self._labels(labels, batch_size)
+        labels_B = self._labels(labels)
         rows = len(labels_B) if labels_B is not None else batch_size
         gens = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
         settings = {**SAMPLER_DEFAULTS, **sampler}
