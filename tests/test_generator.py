@@ -223,6 +223,48 @@ def test_forward_is_deterministic_per_generator_and_reports_channel_ce():
     torch.testing.assert_close(ce.mean(), a.detach())
 
 
+def test_subsample_mask_keeps_k_uniform_masked_positions_per_row():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(3, 16, dtype=torch.bool)
+    mask[:, 4:14] = True  # ten masked positions per row
+    hits = torch.zeros(16)
+    for _ in range(400):
+        kept = TokenBridge.subsample_mask(mask, 3, g)
+        assert (kept.sum(dim=1) == 3).all() and not (kept & ~mask).any()
+        hits += kept.sum(dim=0)
+    assert hits[:4].sum() == 0 and hits[14:].sum() == 0
+    share = hits[4:14] / hits.sum()  # uniform over the masked positions: 0.1 each
+    assert (share - 0.1).abs().max() < 0.02
+    assert torch.equal(TokenBridge.subsample_mask(mask, 99, g), mask)  # K ≥ count keeps all
+    with pytest.raises(ValueError, match="head_positions"):
+        TokenBridge.subsample_mask(mask, 0, g)
+
+
+def test_head_positions_estimates_the_same_loss():
+    model = small_tiny().eval()
+    g = torch.Generator().manual_seed(1)
+    indices = torch.randint(0, 8, (4, 16, 6), generator=g, dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 3])
+    full = model(indices, labels, torch.Generator().manual_seed(2))
+    subset = model(indices, labels, torch.Generator().manual_seed(2), head_positions=4)
+    assert not torch.equal(subset, full)  # fewer positions: a different estimate
+    draws = torch.stack([model(indices, labels, torch.Generator().manual_seed(s), head_positions=4)
+                         for s in range(200)])  # fmt: skip
+    fulls = torch.stack([model(indices, labels, torch.Generator().manual_seed(s)) for s in range(200)])
+    assert abs(draws.mean() - fulls.mean()) < 3 * draws.std() / 200**0.5 + 1e-3
+
+
+def test_backbone_runs_under_bf16_autocast():
+    """The pipeline autocasts to bf16 on CUDA; the CPU autocast exercises the same dtype paths."""
+    model = small_tiny().eval()
+    x = torch.randn(2, 16, 6)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :5] = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = model.forward_backbone(x, torch.tensor([0, 1]), mask)
+    assert z.shape == (2, 16, model.config.decoder_embed_dim) and torch.isfinite(z.float()).all()
+
+
 def test_mask_ratio_stays_in_mar_range():
     model = tokenbridge_tiny()
     g = torch.Generator().manual_seed(0)

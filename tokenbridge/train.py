@@ -418,7 +418,8 @@ def generator_task(args) -> Task:
 
     def loss(net, batch, generator):
         indices_BNC, labels_B = batch
-        ce, per_channel = net(indices_BNC.long(), labels_B, generator, return_channel_ce=True)
+        ce, per_channel = net(indices_BNC.long(), labels_B, generator, return_channel_ce=True,
+                              head_positions=args.head_positions)
         return ce, {"ce_first": per_channel[0].item(), "ce_last": per_channel[-1].item()}
 
     @torch.no_grad()
@@ -440,7 +441,8 @@ def generator_task(args) -> Task:
         loss=loss,
         model_config=lambda m: m.config.to_dict(),
         export_metrics=export_metrics,
-        data_description={"latents": cache.metadata, "channel_order": args.channel_order, "preset": args.preset},
+        data_description={"latents": cache.metadata, "channel_order": args.channel_order, "preset": args.preset,
+                          "head_positions": args.head_positions},
         extra={"classes": cache.classes},
     )
 
@@ -469,6 +471,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latents", help="latent cache (generator; written from --vae when missing)")
     parser.add_argument("--num-images", type=int, default=50_000, help="images encoded into a new latent cache")
     parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
+    parser.add_argument("--head-positions", type=int, default=None,
+                        help="generator: masked positions per image fed to the channel head (default: all)")
     parser.add_argument("--eval-samples", type=int, default=500, help="samples per order in the export metrics")
     parser.add_argument("--kl-weight", type=float, default=5e-4,
                         help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
@@ -483,6 +487,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("steps", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.head_positions is not None and args.head_positions < 1:
+        parser.error("--head-positions must be >= 1")
     if args.lr <= 0:
         parser.error("--lr must be > 0")
     return args
