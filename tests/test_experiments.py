@@ -1,0 +1,71 @@
+"""Ablation commands: one shared budget, and each variant changes exactly the setting it tests."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenbridge import experiments
+from tokenbridge.experiments import ABLATION_BUDGET, COMPARISONS, VARIANTS, train_command
+from tokenbridge.generator import GENERATORS
+
+EXPECTED_CHANGES = {  # variant -> the config fields (and channel order) that differ from the baseline
+    "parallel_head": {"head"},
+    "levels_16": {"quant_levels"},
+    "identity_order": {"channel_order"},
+    "big_head": {"channel_embed_dim", "channel_depth", "channel_heads"},
+}
+
+
+def _settings(name: str) -> dict:
+    variant = VARIANTS[name]
+    with torch.device("meta"):
+        config = asdict(GENERATORS[variant.preset]().config)
+    config["channel_order"] = variant.channel_order
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CHANGES))
+def test_each_variant_changes_only_what_it_tests(name):
+    base, other = _settings("baseline"), _settings(name)
+    assert {k for k in base if base[k] != other[k]} == EXPECTED_CHANGES[name]
+
+
+def test_every_comparison_uses_known_variants_and_the_baseline():
+    assert all(a == "baseline" and b in VARIANTS for a, b in COMPARISONS.values())
+    assert {b for _, b in COMPARISONS.values()} == set(VARIANTS) - {"baseline"}
+
+
+def _options(command: list[str]) -> dict:
+    flags = command[command.index("generator") + 1 :]
+    return {flag: value for flag, value in zip(flags, flags[1:] + [""]) if flag.startswith("--")}
+
+
+def test_commands_share_the_budget_and_resume_existing_runs(tmp_path):
+    commands = {name: _options(train_command(name, tmp_path / "runs", tmp_path / "assets")) for name in VARIANTS}
+    for name, options in commands.items():
+        assert all(options[f"--{key}"] == str(value) for key, value in ABLATION_BUDGET.items())
+        assert options["--out"] == str(tmp_path / "runs" / name) and "--resume" not in options
+    (tmp_path / "runs" / "levels_16").mkdir(parents=True)
+    (tmp_path / "runs" / "levels_16" / "state.pt").write_bytes(b"")
+    assert "--resume" in _options(train_command("levels_16", tmp_path / "runs", tmp_path / "assets"))
+
+
+def test_print_runs_nothing_and_exported_variants_are_skipped(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiments.subprocess, "run", lambda *a, **k: pytest.fail("must not train"))
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "baseline.safetensors").write_bytes(b"")
+    experiments.main(["ablations", "--print", "--runs", str(tmp_path / "runs"), "--assets", str(assets)])
+    out = capsys.readouterr().out
+    assert "baseline: " in out and "skipped" in out.splitlines()[0]
+    assert sum("tokenbridge.train generator" in line for line in out.splitlines()) == len(VARIANTS) - 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_training_stops_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments.subprocess, "run", lambda *a, **k: type("R", (), {"returncode": 3})())
+    with pytest.raises(SystemExit, match="parallel_head: training exited with code 3"):
+        experiments.run_ablations(["parallel_head"], tmp_path / "runs", tmp_path / "assets")
+    assert Path(tmp_path / "runs" / "parallel_head").is_dir()
