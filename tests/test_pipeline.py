@@ -112,6 +112,9 @@ def test_sample_cli_writes_a_grid(tmp_path, models):
               "--vae", str(tmp_path / "vae.safetensors"), "--generator", str(tmp_path / "gen.safetensors"),
               "--out", str(out)])  # fmt: skip
     assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2)
+    cli_main(["sample", "--per-class", "2", "--steps", "2", "--device", "cpu", "--vae", str(tmp_path / "vae.safetensors"),
+              "--generator", str(tmp_path / "gen.safetensors"), "--out", str(out)])  # fmt: skip
+    assert Image.open(out).size == (2 * 66 + 2, len(CLASS_NAMES) * 66 + 2)  # one row per class
     with pytest.raises(SystemExit, match="unknown class 'blob'"):
         cli_main(["sample", "--class-name", "blob", "--vae", str(tmp_path / "vae.safetensors"),
                   "--generator", str(tmp_path / "gen.safetensors")])  # fmt: skip
