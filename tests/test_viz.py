@@ -153,3 +153,36 @@ def test_rows_by_setting():
 def test_power_spectra_of_constant_maps_is_blank_not_an_error():
     spectra = spectral.power_spectra(torch.ones(2, 3, 4, 4))  # mean removed: zero power everywhere
     assert _axes(viz.plot_power_spectra(spectra)) == 3 + 1
+
+
+def _preview_steps(order: str):
+    """Sampling steps with previews from a tiny random pipeline (CPU, < 1 s)."""
+    from tokenbridge.data import CLASS_NAMES
+    from tokenbridge.generator import tokenbridge_tiny
+    from tokenbridge.pipeline import Pipeline
+    from tokenbridge.vae import small
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        pipe = Pipeline(small().eval(), tokenbridge_tiny(class_num=10).eval(), classes=CLASS_NAMES, device="cpu")
+    return list(pipe.steps([2], seed=0, preview=True, num_steps=4, order=order))
+
+
+def test_sampling_steps_masks_and_intervals():
+    runs = {order: _preview_steps(order) for order in ("random", "confidence")}
+    outline = torch.zeros(64, 64, dtype=torch.bool)
+    outline[20:40, 20:40] = True
+    assert _axes(viz.plot_sampling_steps(runs, outlines={"random": outline})) == 2 * 3 * 4 + 2
+    assert _axes(viz.plot_sampling_steps({"random": runs["random"]}, steps=[0, 3])) == 3 * 2 + 1
+    with pytest.raises(ValueError, match="same, non-zero number of steps"):
+        viz.plot_sampling_steps({"a": runs["random"], "b": runs["random"][:2]})
+    images = torch.zeros(3, 3, 64, 64)
+    masks = outline.expand(3, 64, 64)
+    assert _axes(viz.plot_mask_overlays(images, {"truth": masks, "estimate": masks})) == 3
+    with pytest.raises(ValueError, match="masks must be"):
+        viz.plot_mask_overlays(images, {"truth": masks[:2]})
+    rows = {"real": (1.0, 0.9, 1.1), "random": (2.0, 1.5, 2.5)}
+    assert _axes(viz.plot_intervals({"a": rows, "b": rows})) == 2
+    with pytest.raises(ValueError, match="expected"):
+        viz.plot_intervals({"a": rows, "b": {"random": (2.0, 1.5, 2.5)}})
+    assert _axes(viz.plot_curves([1, 2], {"x": [1.0, 2.0]}, "step", "share", errors={"x": [0.1, 0.2]})) == 1

@@ -2,6 +2,7 @@
 
     python -m tokenbridge.evaluate reconstruction --out results/reconstruction.json
     python -m tokenbridge.evaluate generation --order random confidence --out results/generation.json
+    python -m tokenbridge.evaluate foreground --n 300 --out results/confidence_proxy.json
 
 Held-out shapes images (``HELDOUT_SEED``) are encoded once by the VAE (posterior mean, scaled),
 then decoded continuously and after quantizing with every requested setting. Each row reports
@@ -13,6 +14,7 @@ the same size: the noise floor of the metric at this sample count.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import sys
@@ -24,6 +26,8 @@ import torch
 
 from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
+from tokenbridge.foreground import (BORDER, EDGE_BAND, FLOOR, REFITS, committed_share, estimate_foreground, mask_iou,
+                                    proxy_measures, region_means, token_coverage)
 from tokenbridge.metrics import classifier_outputs, feature_statistics, frechet_distance, psnr, warn_if_few
 from tokenbridge.quantizer import GaussianQuantizer
 
@@ -161,6 +165,145 @@ def _generation(args) -> dict:
             "generator": args.generator, "classifier": args.classifier, "rows": rows}  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------------
+# Foreground proxy (notebook 05): random vs confidence-guided order
+# ------------------------------------------------------------------------------------------------
+
+
+def _bootstrap_medians(values: torch.Tensor, resamples: int, generator: torch.Generator) -> torch.Tensor:
+    """Medians ``[R]`` of ``resamples`` resamples (with replacement) of the finite ``values``."""
+    finite = values[values.isfinite()]
+    picks_RN = torch.randint(len(finite), (resamples, len(finite)), generator=generator)
+    return finite[picks_RN].median(dim=1).values
+
+
+def median_ci(values: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dict:
+    """Median of the finite values ``[N]`` (the lower one for an even count, as torch), its
+    percentile-bootstrap 95% interval, and how many values were undefined (NaN: e.g. no
+    foreground found)."""
+    finite = values[values.isfinite()]
+    if len(finite) == 0:
+        return {"median": None, "n": 0, "undefined": len(values), "ci95": [None, None]}
+    medians = _bootstrap_medians(values, resamples, torch.Generator().manual_seed(seed))
+    return {"median": round(float(finite.median()), 5), "n": len(finite), "undefined": len(values) - len(finite),
+            "ci95": [round(float(q), 5) for q in medians.quantile(torch.tensor([0.025, 0.975]))]}  # fmt: skip
+
+
+def median_difference_ci(a: torch.Tensor, b: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dict:
+    """median(a) − median(b) of the finite values of two independent samples, with a
+    percentile-bootstrap 95% interval (None where either has no finite value)."""
+    if not (a.isfinite().any() and b.isfinite().any()):
+        return {"difference": None, "ci95": [None, None]}
+    gen = torch.Generator().manual_seed(seed)
+    diffs = _bootstrap_medians(a, resamples, gen) - _bootstrap_medians(b, resamples, gen)
+    point = a[a.isfinite()].median() - b[b.isfinite()].median()
+    return {"difference": round(float(point), 5),
+            "ci95": [round(float(q), 5) for q in diffs.quantile(torch.tensor([0.025, 0.975]))]}  # fmt: skip
+
+
+def _concat(parts: list):
+    """Concatenate along dim 0 a list of tensors, or of equally nested dicts of tensors."""
+    if isinstance(parts[0], dict):
+        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)
+
+
+def image_measures(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`foreground.proxy_measures` of images ``[B, 3, H, W]``, in batches of 250."""
+    return _concat([proxy_measures(x) for x in _batches(images, 250)])
+
+
+@torch.no_grad()
+def foreground_samples(pipe, count: int, seed: int = 0, batch_size: int = 8, **sampler) -> dict:
+    """Proxy measures of ``count`` generated samples, and where their commits fall.
+
+    Labels cycle through the classes; row ``i`` is seeded ``seed + i`` (as `generation_metrics`).
+    Returns ``{"measures": {name: [N]}, "step_share": [N, T]`` (foreground share of the tokens
+    committed at each step, against the final image's estimated mask), ``"first_step_score":
+    {"foreground"|"background": [N]}`` (mean step-0 score, `SamplingStep.confidence`, of the
+    decoded foreground / background tokens), ``"images": [N, 3, H, W], "labels": [N], "seeds": [N]}``.
+    """
+    grid = int(pipe.generator.config.seq_len**0.5)
+    labels = torch.arange(count) % len(pipe.classes)
+    parts = []
+    for i in range(0, count, batch_size):
+        steps = [s.step for s in pipe.steps(labels[i : i + batch_size], seed=seed + i, **sampler)]
+        images = pipe.decode(pipe.tokens_to_latents(steps[-1].tokens))
+        estimate = estimate_foreground(images)
+        coverage_BN = token_coverage(estimate.mask, grid)
+        committed_BTN = torch.stack([s.committed.cpu() for s in steps], dim=1)
+        parts.append({"images": images, "measures": proxy_measures(images, estimate),
+                      "step_share": committed_share(committed_BTN, coverage_BN),
+                      "first_step_score": region_means(steps[0].confidence.cpu(), coverage_BN)})  # fmt: skip
+    return {**_concat(parts), "labels": labels, "seeds": seed + torch.arange(count)}
+
+
+def _rounded(values: torch.Tensor, digits: int = 5) -> list[float | None]:
+    return [None if v != v else round(v, digits) for v in values.tolist()]
+
+
+def _mean_sem(values_NT: torch.Tensor) -> dict:
+    """Per-column mean and standard error of ``[N, T]`` values (NaNs skipped)."""
+    n_T = values_NT.isfinite().sum(dim=0)
+    mean_T = values_NT.nanmean(dim=0)
+    sem_T = ((values_NT - mean_T).square().nansum(dim=0) / (n_T - 1).clamp_min(1)).sqrt() / n_T.clamp_min(1).sqrt()
+    return {"mean": _rounded(mean_T, 4), "sem": _rounded(sem_T, 4)}
+
+
+def foreground_validation(images: torch.Tensor, masks: torch.Tensor, reconstructions: torch.Tensor) -> dict:
+    """IoU of the estimated masks with the ground-truth masks ``[N, H, W]``, on real images and
+    on their VAE reconstructions (same masks)."""
+    out = {}
+    for name, x in (("real", images), ("reconstruction", reconstructions)):
+        iou = torch.cat([mask_iou(estimate_foreground(xb).mask, mb)
+                         for xb, mb in zip(_batches(x, 250), _batches(masks, 250))])  # fmt: skip
+        out[name] = {"iou_mean": round(float(iou.mean()), 4), "iou_min": round(float(iou.min()), 4),
+                     "iou_p01": round(float(iou.quantile(0.01)), 4),
+                     "share_iou_above_0.9": round(float((iou > 0.9).float().mean()), 4)}  # fmt: skip
+    return out
+
+
+def _foreground(args) -> dict:
+    from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
+
+    pipe = Pipeline.load(vae=args.vae, generator=args.generator, device=args.device)
+    data = ShapesDataset(args.n, seed=HELDOUT_SEED, size=pipe.image_size, with_mask=True)
+    real, _, masks = (torch.stack(column) for column in zip(*[data[i] for i in range(args.n)]))
+    reconstructions = torch.cat([pipe.reconstruct(x) for x in _batches(real, 250)])
+    summarize = functools.partial(median_ci, resamples=args.bootstrap, seed=args.seed)
+    start = time.time()
+    rows, per_sample, step_share, first_step = [], {}, {}, {}
+    for name, images in (("real", real), ("VAE reconstruction", reconstructions)):
+        rows.append({"name": name, "sampler": None, "samples": args.n,
+                     "summary": {k: summarize(v) for k, v in image_measures(images).items()}})  # fmt: skip
+    settings = [("random", dict(order="random"))] + [
+        ("confidence" + (f", gumbel {g:g}" if g else ""), dict(order="confidence", gumbel=g)) for g in args.gumbel]
+    measured = {}
+    for name, sampler in settings:
+        setting_start = time.time()
+        out = foreground_samples(pipe, args.n, args.seed, args.batch_size, num_steps=args.steps, **sampler)
+        measured[name] = out["measures"]
+        rows.append({"name": name, "sampler": {**SAMPLER_DEFAULTS, "num_steps": args.steps, **sampler}, "samples": args.n,
+                     "summary": {k: summarize(v) for k, v in out["measures"].items()},
+                     "seconds": round(time.time() - setting_start, 1)})  # fmt: skip
+        per_sample[name] = {"seed": out["seeds"].tolist(), "label": out["labels"].tolist(),
+                            **{k: _rounded(v) for k, v in out["measures"].items()}}  # fmt: skip
+        step_share[name] = _mean_sem(out["step_share"])
+        first_step[name] = {k: summarize(v) for k, v in out["first_step_score"].items()}
+    differences = {name: {k: median_difference_ci(v, measured["random"][k], args.bootstrap, args.seed)
+                          for k, v in measured[name].items()}
+                   for name in measured if name != "random"}  # fmt: skip
+    return {
+        "command": "python -m tokenbridge.evaluate " + " ".join(args.argv), "vae": args.vae,
+        "generator": args.generator, "samples": args.n, "seed": args.seed, "batch_size": args.batch_size,
+        "heldout_seed": HELDOUT_SEED, "bootstrap_resamples": args.bootstrap,
+        "proxy": {"floor": FLOOR, "border": BORDER, "refits": REFITS, "edge_band": EDGE_BAND},
+        "validation": foreground_validation(real, masks, reconstructions),
+        "rows": rows, "differences_vs_random": differences, "step_foreground_share": step_share,
+        "first_step_score": first_step, "seconds": round(time.time() - start, 1), "per_sample": per_sample,
+    }  # fmt: skip
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tokenbridge.evaluate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -188,7 +331,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     gen.add_argument("--temperature", type=float, nargs="+", default=[1.0])
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--out", required=True, help="JSON file to write")
+    fg = sub.add_parser("foreground", help="foreground/background proxy of samples: random vs confidence order")
+    fg.add_argument("--generator", default="assets/generator_small.safetensors")
+    fg.add_argument("--vae", default=DEFAULT_VAE)
+    fg.add_argument("--n", type=int, default=300, help="samples per setting (classes balanced), and real images")
+    fg.add_argument("--seed", type=int, default=0, help="first sample's seed (also seeds the bootstrap)")
+    fg.add_argument("--batch-size", type=int, default=8)
+    fg.add_argument("--steps", type=int, default=16)
+    fg.add_argument("--gumbel", type=float, nargs="+", default=[0.0, 4.5],
+                    help="confidence order's Gumbel noise scales (4.5: MaskGIT's choice temperature)")
+    fg.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of each median")
+    fg.add_argument("--device", default="cpu")
+    fg.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, recorded in the results
     if args.n < 2:
         parser.error("--n must be >= 2")
     return args
@@ -196,7 +352,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    result = _reconstruction(args) if args.what == "reconstruction" else _generation(args)
+    run = {"reconstruction": _reconstruction, "generation": _generation, "foreground": _foreground}[args.what]
+    result = run(args)
     path = Path(args.out)
     checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1) + "\n"))
     for row in result["rows"]:

@@ -10,6 +10,8 @@ import math
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.colors
+import matplotlib.lines
 import matplotlib.ticker
 import numpy as np
 import torch
@@ -49,12 +51,17 @@ def plot_curves(
     title: str = "",
     logx: bool = False,
     logy: bool = False,
+    errors: Mapping[str, Sequence[float]] | None = None,
 ) -> Figure:
-    """Several named y-series over one x axis (e.g. MSE of each rule vs B)."""
+    """Several named y-series over one x axis (e.g. MSE of each rule vs B); ``errors`` (per series
+    name, one value per point, e.g. a standard error) are drawn as shaded bands y ± error."""
     fig = Figure(figsize=(5.5, 3.5), layout="constrained")
     ax = fig.subplots()
     for name, ys in curves.items():
-        ax.plot(list(x), list(ys), "o-", ms=4, label=name)
+        line, = ax.plot(list(x), list(ys), "o-", ms=4, label=name)
+        if errors is not None and name in errors:
+            y, e = np.asarray(ys, dtype=float), np.asarray(errors[name], dtype=float)
+            ax.fill_between(list(x), y - e, y + e, color=line.get_color(), alpha=0.2, lw=0)
     if logx:
         ax.set_xscale("log", base=2)
     if logy:
@@ -388,4 +395,120 @@ def plot_image_rows(rows: Mapping[str, torch.Tensor], column_labels: Sequence[st
                 ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
             if i == 0 and column_labels is not None:
                 ax.set_title(column_labels[j], fontsize=8)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampling steps and the foreground proxy (notebook 05)
+# ------------------------------------------------------------------------------------------------
+
+_COMMIT_COLOURS = matplotlib.colors.ListedColormap(["white", "0.75", "tab:orange"])
+"""Token states in `plot_sampling_steps`: still masked, committed earlier, committed this step."""
+_MASK_COLOURS = ("tab:red", "tab:cyan", "yellow", "tab:green")
+
+
+def _outline(ax, mask: torch.Tensor, extent: tuple[float, float, float, float], colour: str,
+             width: float = 1.2) -> None:  # fmt: skip
+    """Contour of a bool mask ``[H, W]`` drawn over ``extent`` (left, right, bottom, top)."""
+    m = torch.as_tensor(mask).detach().cpu().float().numpy()
+    if 0 < m.sum() < m.size:
+        h, w = m.shape
+        left, right, bottom, top = extent
+        xs = left + (np.arange(w) + 0.5) * (right - left) / w
+        ys = top + (np.arange(h) + 0.5) * (bottom - top) / h
+        ax.contour(xs, ys, m, levels=[0.5], colors=colour, linewidths=width)
+
+
+def plot_sampling_steps(runs: Mapping[str, Sequence], steps: Sequence[int] | None = None,
+                        outlines: Mapping[str, torch.Tensor] | None = None) -> Figure:  # fmt: skip
+    """Image 0 of each named sampling run (a list of `tokenbridge.pipeline.PreviewStep` with
+    previews) at the chosen ``steps`` (default all): three rows per run, the decoded preview, the
+    token grid (white: still masked, grey: committed before, orange: committed at this step) and the
+    step's scores (`SamplingStep.confidence`, one colour scale per run, grey where nothing was
+    decoded). ``outlines`` (per run, a mask ``[H, W]``, e.g. the final image's estimated
+    foreground) is drawn in red on all three. Axes: ``3 · len(runs) · len(steps)`` + one colour
+    bar per run."""
+    if not runs:
+        raise ValueError("runs must hold at least one sampling run")
+    lengths = {len(r) for r in runs.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"every run must have the same, non-zero number of steps, got {sorted(lengths)}")
+    shown = list(range(lengths.pop())) if steps is None else [int(t) for t in steps]
+    fig = Figure(figsize=(1.25 * len(shown) + 1.6, 3.9 * len(runs)), layout="constrained")
+    axes = fig.subplots(3 * len(runs), len(shown), squeeze=False)
+    for r, (name, run) in enumerate(runs.items()):
+        grid = math.isqrt(run[0].step.mask.shape[1])
+        scores = torch.stack([run[t].step.confidence[0].float().cpu() for t in shown]).reshape(-1, grid, grid)
+        finite = scores[scores.isfinite()]
+        vmin, vmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.6")
+        for j, t in enumerate(shown):
+            step = run[t].step
+            earlier = (~step.mask[0] & ~step.committed[0]).cpu().reshape(grid, grid)
+            state = earlier.long() + 2 * step.committed[0].cpu().reshape(grid, grid).long()
+            preview_ax, commit_ax, score_ax = axes[3 * r : 3 * r + 3, j]
+            size = run[t].preview.shape[-1]
+            preview_ax.imshow(to_uint8_image(run[t].preview[0]), interpolation="nearest")
+            commit_ax.imshow(state.numpy(), cmap=_COMMIT_COLOURS, vmin=0, vmax=2, extent=(0, grid, grid, 0))
+            im = score_ax.imshow(np.ma.masked_invalid(scores[j].numpy()), cmap=cmap, vmin=vmin, vmax=vmax,
+                                 extent=(0, grid, grid, 0))  # fmt: skip
+            if outlines is not None and name in outlines:
+                _outline(preview_ax, outlines[name], (0, size, size, 0), "tab:red")
+                for ax in (commit_ax, score_ax):
+                    _outline(ax, outlines[name], (0, grid, grid, 0), "tab:red")
+            for ax in (preview_ax, commit_ax, score_ax):
+                ax.set_xticks([])
+                ax.set_yticks([])
+            preview_ax.set_title(f"step {t + 1}/{step.num_steps}\n+{int(step.committed[0].sum())} tokens", fontsize=8)
+            if j == 0:
+                for ax, what in zip((preview_ax, commit_ax, score_ax), ("preview", "committed", "score")):
+                    ax.set_ylabel(f"{name}\n{what}", fontsize=8)
+        fig.colorbar(im, ax=axes[3 * r + 2, :].tolist(), shrink=0.9, label="log p + noise", pad=0.01)
+    return fig
+
+
+def plot_mask_overlays(images: torch.Tensor, masks: Mapping[str, torch.Tensor],
+                       column_labels: Sequence[str] | None = None, scale: float = 1.4) -> Figure:  # fmt: skip
+    """Images ``[N, 3, H, W]`` in [-1, 1] in one row, each named set of masks ``[N, H, W]``
+    outlined in its own colour, the first widest so that coinciding outlines stay visible
+    (legend below). Axes: ``N``."""
+    x = _check_dim("images", images, 4, "[N, 3, H, W]")
+    if len(masks) > len(_MASK_COLOURS) or any(tuple(m.shape) != (x.shape[0], *x.shape[2:]) for m in masks.values()):
+        raise ValueError(f"masks must be at most {len(_MASK_COLOURS)} sets of [N, H, W] = "
+                         f"{[x.shape[0], *x.shape[2:]]}, got {[tuple(m.shape) for m in masks.values()]}")
+    fig = Figure(figsize=(scale * x.shape[0] + 0.4, scale + 0.7), layout="constrained")
+    axes = fig.subplots(1, x.shape[0], squeeze=False)[0]
+    h, w = x.shape[2:]
+    for i, ax in enumerate(axes):
+        ax.imshow(to_uint8_image(x[i]), interpolation="nearest", extent=(0, w, h, 0))
+        for k, (colour, m) in enumerate(zip(_MASK_COLOURS, masks.values())):
+            _outline(ax, m[i], (0, w, h, 0), colour, width=2.4 / (k + 1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if column_labels is not None:
+            ax.set_title(column_labels[i], fontsize=8)
+    handles = [matplotlib.lines.Line2D([], [], color=c, lw=1.5) for c in _MASK_COLOURS[: len(masks)]]
+    fig.legend(handles, list(masks), loc="outside lower center", ncol=len(masks), fontsize=8)
+    return fig
+
+
+def plot_intervals(measures: Mapping[str, Mapping[str, tuple[float, float, float]]]) -> Figure:
+    """One panel per measure: for each named setting, an estimate with its interval ``(estimate,
+    low, high)`` (e.g. a median and its bootstrap 95% interval); settings top to bottom in the
+    order given, the same in every panel. Axes: ``len(measures)``."""
+    if not measures:
+        raise ValueError("measures must hold at least one measure")
+    names = list(next(iter(measures.values())))
+    fig = Figure(figsize=(3.2 * len(measures), 0.45 * len(names) + 1.0), layout="constrained")
+    axes = fig.subplots(1, len(measures), squeeze=False, sharey=True)[0]
+    for ax, (measure, rows) in zip(axes, measures.items()):
+        if list(rows) != names:
+            raise ValueError(f"measure {measure!r} has settings {list(rows)}, expected {names}")
+        for y, (est, lo, hi) in enumerate(rows.values()):
+            ax.plot([lo, hi], [y, y], color="tab:blue", lw=2)
+            ax.plot([est], [y], "o", color="black", ms=4)
+        ax.set_title(measure, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(range(len(names)), names, fontsize=8)
+    axes[0].invert_yaxis()
     return fig
