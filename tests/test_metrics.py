@@ -176,3 +176,24 @@ def test_classifier_outputs_concatenate_batches():
 def test_warn_if_few():
     with pytest.warns(UserWarning, match="strongly biased"):
         metrics.warn_if_few(10, 128)
+
+
+def test_precision_recall_separates_fidelity_from_coverage():
+    from tokenbridge.metrics import precision_recall
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 4, generator=g)
+    same = precision_recall(real, torch.randn(400, 4, generator=g))
+    assert same["precision"] > 0.85 and same["recall"] > 0.85
+    collapsed = precision_recall(real, 0.2 * torch.randn(400, 4, generator=g))  # faithful, no variety
+    assert collapsed["precision"] > 0.95 and collapsed["recall"] < 0.5
+    off = precision_recall(real, torch.randn(400, 4, generator=g) + 6.0)  # far from the real data
+    assert off["precision"] < 0.05 and off["recall"] < 0.05
+    # real radii (k=1) 1, 1, 2: fakes 0.5 and 0.7 are inside, 10 is not. Fake radii 0.2, 0.2, 9.3:
+    # real 0 is in no fake ball, reals 1 and 3 fall in the outlier's huge ball (a known weakness).
+    exact = precision_recall(torch.tensor([[0.0], [1.0], [3.0]]), torch.tensor([[0.5], [0.7], [10.0]]), k=1)
+    assert exact == pytest.approx({"precision": 2 / 3, "recall": 2 / 3})
+    with pytest.raises(ValueError, match="more than 3 samples"):
+        precision_recall(real[:3], real[:3])
+    with pytest.raises(ValueError, match="equal D"):
+        precision_recall(real, real[:, :2])

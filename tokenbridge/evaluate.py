@@ -28,7 +28,14 @@ from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.foreground import (BORDER, EDGE_BAND, FLOOR, REFITS, committed_share, estimate_foreground, mask_iou,
                                     proxy_measures, region_means, token_coverage)
-from tokenbridge.metrics import classifier_outputs, feature_statistics, frechet_distance, psnr, warn_if_few
+from tokenbridge.metrics import (
+    classifier_outputs,
+    feature_statistics,
+    frechet_distance,
+    precision_recall,
+    psnr,
+    warn_if_few,
+)
 from tokenbridge.quantizer import GaussianQuantizer
 
 DEFAULT_VAE = "assets/vae_small.safetensors"
@@ -103,7 +110,8 @@ def reconstruction_table(vae, classifier, images: torch.Tensor, settings: list[Q
 
 @torch.no_grad()
 def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: int = 50, **sampler) -> dict:
-    """Class accuracy and FD-shapes (vs ``count`` held-out real images) of ``count`` samples.
+    """Class accuracy, FD-shapes and k-NN precision/recall (vs ``count`` held-out real images) of
+    ``count`` samples.
 
     Labels cycle through the classes (balanced); row ``i`` is seeded ``seed + i``, so the samples
     do not depend on ``batch_size``. ``sampler`` overrides `tokenbridge.pipeline.SAMPLER_DEFAULTS`.
@@ -121,6 +129,7 @@ def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: 
     return {"samples": count, "seed": seed, "sampler": {**SAMPLER_DEFAULTS, **sampler},
             "class_accuracy": round(float((predicted == labels).float().mean()), 4),
             "fd_shapes": round(frechet_distance(feature_statistics(feats), feature_statistics(real_feats)), 4),
+            **{k: round(v, 4) for k, v in precision_recall(real_feats, feats).items()},
             "seconds": round(time.time() - start, 1)}  # fmt: skip
 
 

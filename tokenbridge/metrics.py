@@ -95,3 +95,29 @@ def warn_if_few(count: int, dim: int) -> None:
     """FD from fewer samples than feature dimensions is biased upward and has a singular covariance."""
     if count < dim:
         warnings.warn(f"FD-shapes from {count} samples in {dim} dimensions is strongly biased; use more samples")
+
+
+def _knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each row to its k-th nearest other row ``[N]`` (the row itself excluded)."""
+    if len(features) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set, got {len(features)}")
+    return torch.cdist(features, features).kthvalue(k + 1, dim=1).values
+
+
+def _coverage(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> float:
+    """Fraction of ``points`` inside at least one ball ``(centres[j], radii[j])``."""
+    return float((torch.cdist(points, centres) <= radii[None]).any(dim=1).float().mean())
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]:
+    """k-NN precision and recall of feature sets ``[N, D]`` (Kynkäänniemi et al., 2019).
+
+    Precision: share of fake samples inside the real manifold (union of balls reaching each real
+    point's k-th neighbour) — fidelity. Recall: share of real samples inside the fake manifold —
+    coverage of the real variety. FD mixes both; these separate them.
+    """
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"need two [N, D] feature sets of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    real, fake = real.double(), fake.double()
+    return {"precision": _coverage(fake, real, _knn_radii(real, k)),
+            "recall": _coverage(real, fake, _knn_radii(fake, k))}  # fmt: skip
