@@ -69,3 +69,44 @@ def test_a_failed_training_stops_with_a_message(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="parallel_head: training exited with code 3"):
         experiments.run_ablations(["parallel_head"], tmp_path / "runs", tmp_path / "assets")
     assert Path(tmp_path / "runs" / "parallel_head").is_dir()
+
+
+def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path):
+    import json
+    import warnings
+
+    from tokenbridge import checkpoints
+    from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
+    from tokenbridge.data import CLASS_NAMES
+    from tokenbridge.generator import tokenbridge_tiny
+    from tokenbridge.pipeline import Pipeline
+    from tokenbridge.vae import small
+
+    torch.manual_seed(0)
+    vae, classifier = small().eval(), ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))).eval()
+    checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
+    checkpoints.save_model(classifier, tmp_path / "cls.safetensors", "classifier", classifier.config.to_dict())
+    assets = tmp_path / "assets"
+    for name, head in (("baseline", "autoregressive"), ("parallel_head", "parallel")):
+        gen = tokenbridge_tiny(class_num=10, head=head).eval()
+        checkpoints.save_model(gen, assets / f"{name}.safetensors", "generator", gen.config.to_dict(),
+                               extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+    out = tmp_path / "ablations.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FD from 10 samples warns, rightly
+        experiments.main(["evaluate", "--assets", str(assets), "--vae", str(tmp_path / "vae.safetensors"),
+                          "--classifier", str(tmp_path / "cls.safetensors"), "--n", "10", "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    rows = [(r["variant"], r["seed"], r["sampler"]["order"]) for r in result["rows"]]
+    assert rows == [("baseline", 0, "random"), ("baseline", 10, "random"), ("baseline", 0, "confidence"),
+                    ("baseline", 10, "confidence"), ("parallel_head", 0, "random"), ("parallel_head", 0, "confidence")]
+    assert result["command"].startswith("python -m tokenbridge.experiments evaluate")
+    row = result["rows"][4]
+    assert {"class_accuracy", "fd_shapes", "precision", "recall"} <= set(row) and len(row["fingerprints"]) == 8
+    pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
+    again = experiments.sample_fingerprints(pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"),
+                                            8, seed=0, order="random")  # fmt: skip
+    assert again == row["fingerprints"]
+    assert len({f["token_sum"] for f in again}) > 1  # distinct samples, not one repeated image
+    with pytest.raises(SystemExit, match="no exported variants"):
+        experiments.main(["evaluate", "--assets", str(tmp_path / "none"), "--out", str(out)])

@@ -3,23 +3,30 @@
     python -m tokenbridge.experiments ablations                       # train every variant in turn
     python -m tokenbridge.experiments ablations --only parallel_head  # one variant
     python -m tokenbridge.experiments ablations --print               # show the commands, run nothing
+    python -m tokenbridge.experiments evaluate --n 1000 --out results/ablations.json
 
 Each variant is `tokenbridge.train generator` on the same cached shapes latents with the same
 steps, batch, learning-rate schedule and seed (`ABLATION_BUDGET`); only the named model setting
 changes. Runs live in ``runs/ablations/<name>`` (resumable: an interrupted variant continues where
 its last checkpoint left it) and export to ``assets/ablations/<name>.safetensors`` + ``.json``.
 A variant whose export exists is skipped. The comparisons (`COMPARISONS`) pair each variant with
-the ablation baseline, which serves all four.
+the ablation baseline, which serves all four. ``evaluate`` measures every exported variant with
+`tokenbridge.evaluate.generation_metrics` (random and confidence order), the baseline once more on
+disjoint seeds (how much FD-shapes moves from sampling alone), and fingerprints of the first samples
+so a reader can regenerate them and check the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 ABLATION_BUDGET = {"steps": 800, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
                    "ema-decay": 0.998, "head-positions": 16, "seed": 0, "eval-samples": 200}  # fmt: skip
@@ -85,6 +92,47 @@ def run_ablations(names: list[str], runs: Path, assets: Path, dry_run: bool = Fa
                 raise SystemExit(f"{name}: training exited with code {code}; run the same command again to resume")
 
 
+PAPER_FID = {"baseline": 1.94, "parallel_head": 15.7, "levels_16": 2.03, "identity_order": 1.94, "big_head": 1.94}
+"""Paper FID of the matching setting (ImageNet 256). The paper's default order is the identity
+(1.94; frequency 1.89) and its default head the large one (94M; 3M head 2.88): pair them by comparison."""
+
+
+def sample_fingerprints(pipe, classifier, count: int, seed: int = 0, **sampler) -> list[dict]:
+    """For the first ``count`` samples of `generation_metrics` (label ``i % classes``, seed
+    ``seed + i``): the label, the classifier's prediction and the sum of the token indices."""
+    from tokenbridge.metrics import classifier_outputs
+
+    labels = torch.arange(count) % len(pipe.classes)
+    tokens = pipe.generate_tokens(labels, seed=seed, **sampler)
+    _, predicted = classifier_outputs(classifier, [pipe.decode(pipe.tokens_to_latents(tokens))], pipe.device)
+    return [{"label": int(label), "predicted": int(p), "token_sum": int(t.sum())}
+            for label, p, t in zip(labels, predicted.cpu(), tokens)]  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count: int,
+                       orders: tuple[str, ...] = ("random", "confidence"), fingerprints: int = 8) -> dict:
+    """Metrics of every exported variant (seeds 0…count-1), plus the baseline on seeds count…2·count-1."""
+    from tokenbridge import checkpoints
+    from tokenbridge.evaluate import generation_metrics
+    from tokenbridge.pipeline import Pipeline
+
+    classifier = checkpoints.load_model(classifier_path, kind="classifier")
+    rows = []
+    for name in VARIANTS:
+        weights = assets / f"{name}.safetensors"
+        if not weights.exists():
+            continue
+        pipe = Pipeline.load(vae=vae_path, generator=weights, device="cpu")
+        seeds = (0, count) if name == "baseline" else (0,)
+        for order in orders:
+            for seed in seeds:
+                row = generation_metrics(pipe, classifier, count, seed=seed, order=order)
+                row.update(variant=name, fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=order))
+                rows.append(row)
+    return {"budget": ABLATION_BUDGET, "paper_fid": PAPER_FID, "comparisons": COMPARISONS, "rows": rows}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tokenbridge.experiments", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -93,12 +141,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     abl.add_argument("--runs", default="runs/ablations", help="folder of the resumable training runs")
     abl.add_argument("--assets", default="assets/ablations", help="folder of the exported models")
     abl.add_argument("--print", dest="dry_run", action="store_true", help="print the commands, run nothing")
-    return parser.parse_args(argv)
+    ev = sub.add_parser("evaluate", help="measure every exported ablation variant")
+    ev.add_argument("--assets", default="assets/ablations")
+    ev.add_argument("--vae", default="assets/vae_small.safetensors")
+    ev.add_argument("--classifier", default="assets/classifier.safetensors")
+    ev.add_argument("--n", type=int, default=1000, help="samples per variant and order (classes balanced)")
+    ev.add_argument("--out", required=True, help="JSON file to write")
+    args = parser.parse_args(argv)
+    if args.what == "evaluate" and args.n < 10:
+        parser.error("--n must be >= 10")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_ablations(args.only or list(VARIANTS), Path(args.runs), Path(args.assets), dry_run=args.dry_run)
+    if args.what == "ablations":
+        run_ablations(args.only or list(VARIANTS), Path(args.runs), Path(args.assets), dry_run=args.dry_run)
+        return
+    result = evaluate_ablations(Path(args.assets), args.classifier, args.vae, args.n)
+    if not result["rows"]:
+        raise SystemExit(f"no exported variants in {args.assets}: train them first (python -m tokenbridge.experiments ablations)")
+    result["command"] = "python -m tokenbridge.experiments " + shlex.join(sys.argv[1:] if argv is None else argv)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out} ({len(result['rows'])} rows)")
 
 
 if __name__ == "__main__":
