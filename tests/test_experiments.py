@@ -33,8 +33,25 @@ def test_each_variant_changes_only_what_it_tests(name):
 
 
 def test_every_comparison_uses_known_variants_and_the_baseline():
-    assert all(a == "baseline" and b in VARIANTS for a, b in COMPARISONS.values())
-    assert {b for _, b in COMPARISONS.values()} == set(VARIANTS) - {"baseline"}
+    assert all(c.baseline == "baseline" and c.variant in VARIANTS for c in COMPARISONS.values())
+    assert {c.variant for c in COMPARISONS.values()} == set(VARIANTS) - {"baseline"}
+
+
+def _fake_row(variant, fd, seed=0, order="random"):
+    return {"variant": variant, "fd_shapes": fd, "seed": seed, "samples": 100, "sampler": {"order": order}}
+
+
+@pytest.mark.parametrize("variant_fd, verdict", [(5.0, "reproduces"), (1.02, "within noise"), (0.5, "reverses")])
+def test_compare_judges_against_the_reseed_noise(variant_fd, verdict):
+    rows = [_fake_row("baseline", 1.0), _fake_row("baseline", 1.05, seed=100), _fake_row("parallel_head", variant_fd)]
+    result = experiments.compare(rows, "channel head: autoregressive vs parallel", "random")
+    assert result["verdict"] == verdict and result["noise"] == pytest.approx(0.05)
+    assert result["difference"] == pytest.approx(variant_fd - 1.0)
+    # the paper's bigger head is the better one: a lower FD for big_head reproduces it
+    rows[2] = _fake_row("big_head", 0.5)
+    assert experiments.compare(rows, "head capacity: 128x2 vs 256x3", "random")["verdict"] == "reproduces"
+    with pytest.raises(KeyError, match="confidence"):
+        experiments.compare(rows, "head capacity: 128x2 vs 256x3", "confidence")
 
 
 def _options(command: list[str]) -> dict:

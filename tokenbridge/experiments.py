@@ -23,7 +23,7 @@ import json
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -53,14 +53,25 @@ VARIANTS: dict[str, Variant] = {
     "big_head": Variant("tokenbridge_small_bighead", "frequency", "channel head 256x3"),
 }
 
-COMPARISONS: dict[str, tuple[str, str]] = {
-    "channel head: autoregressive vs parallel": ("baseline", "parallel_head"),
-    "levels: B=64 vs B=16": ("baseline", "levels_16"),
-    "channel order: frequency vs identity": ("baseline", "identity_order"),
-    "head capacity: 128x2 vs 256x3": ("baseline", "big_head"),
+@dataclass(frozen=True)
+class Comparison:
+    """Two variants and the paper's FID for the matching settings (ImageNet 256, lower is better)."""
+
+    baseline: str
+    variant: str
+    paper_fid: tuple[float, float]
+
+
+COMPARISONS: dict[str, Comparison] = {
+    "channel head: autoregressive vs parallel": Comparison("baseline", "parallel_head", (1.94, 15.7)),
+    "levels: B=64 vs B=16": Comparison("baseline", "levels_16", (1.94, 2.03)),
+    "channel order: frequency vs identity": Comparison("baseline", "identity_order", (1.89, 1.94)),
+    "head capacity: 128x2 vs 256x3": Comparison("baseline", "big_head", (2.88, 1.94)),
 }
-"""Paper (ImageNet 256, FID): AR 1.94 vs parallel 15.7; B=64 1.94 vs B=16 2.03; frequency 1.89 vs
-identity 1.94; 94M head 1.94 vs 3M head 2.88."""
+"""The paper's heads are 3M vs 94M parameters; its default order is the identity."""
+
+NOISE_MULTIPLE = 2.0
+"""A difference counts when it exceeds this many times the baseline's reseed difference."""
 
 
 def train_command(name: str, runs: Path, assets: Path) -> list[str]:
@@ -90,11 +101,6 @@ def run_ablations(names: list[str], runs: Path, assets: Path, dry_run: bool = Fa
             code = subprocess.run(command).returncode
             if code != 0:
                 raise SystemExit(f"{name}: training exited with code {code}; run the same command again to resume")
-
-
-PAPER_FID = {"baseline": 1.94, "parallel_head": 15.7, "levels_16": 2.03, "identity_order": 1.94, "big_head": 1.94}
-"""Paper FID of the matching setting (ImageNet 256). The paper's default order is the identity
-(1.94; frequency 1.89) and its default head the large one (94M; 3M head 2.88): pair them by comparison."""
 
 
 def sample_fingerprints(pipe, classifier, count: int, seed: int = 0, **sampler) -> list[dict]:
@@ -130,7 +136,32 @@ def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count:
                 row = generation_metrics(pipe, classifier, count, seed=seed, order=order)
                 row.update(variant=name, fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=order))
                 rows.append(row)
-    return {"budget": ABLATION_BUDGET, "paper_fid": PAPER_FID, "comparisons": COMPARISONS, "rows": rows}
+    return {"budget": ABLATION_BUDGET, "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()}, "rows": rows}
+
+
+def _row(rows: list[dict], variant: str, order: str, seed: int = 0) -> dict:
+    for row in rows:
+        if row["variant"] == variant and row["sampler"]["order"] == order and row["seed"] == seed:
+            return row
+    raise KeyError(f"no row for variant {variant!r}, order {order!r}, seed {seed}: evaluate it first")
+
+
+def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") -> dict:
+    """One comparison from `evaluate_ablations` rows: both values, the difference, the noise
+    yardstick (the baseline's change between two disjoint seed sets) and a verdict on whether
+    the paper's direction reproduces: "reproduces", "reverses" or "within noise"."""
+    comparison = COMPARISONS[name]
+    base, other = _row(rows, comparison.baseline, order), _row(rows, comparison.variant, order)
+    reseeded = _row(rows, comparison.baseline, order, seed=base["samples"])
+    delta, noise = other[metric] - base[metric], abs(reseeded[metric] - base[metric])
+    paper_delta = comparison.paper_fid[1] - comparison.paper_fid[0]
+    if abs(delta) <= NOISE_MULTIPLE * noise:
+        verdict = "within noise"
+    else:
+        verdict = "reproduces" if (delta > 0) == (paper_delta > 0) else "reverses"
+    return {"comparison": name, "order": order, comparison.baseline: base[metric], comparison.variant: other[metric],
+            "difference": round(delta, 4), "noise": round(noise, 4), "paper_fid": comparison.paper_fid,
+            "verdict": verdict}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
