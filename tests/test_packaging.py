@@ -40,3 +40,11 @@ def test_ci_runs_the_readme_test_command():
     matches = [line for line in readme.splitlines() if re.match(pattern, line)]
     assert matches and matches[0] == 'pip install -e ".[dev]" && pytest --nbval'
     assert 'pip install --quiet "torch==2.13.0"' in ci
+
+
+def test_readme_opens_with_the_app_and_test_commands():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block == ["pip install -e . && python app/main.py", 'pip install -e ".[dev]" && pytest --nbval']
+    assert readme.index("```bash") < readme.index("\n## ")  # before any section
+    assert (ROOT / "app" / "main.py").exists()

@@ -179,7 +179,12 @@ def test_main_requires_resume_for_existing_state(tmp_path):
     with pytest.raises(FileExistsError, match="state.pt exists"):
         train_module.main([*argv, "--steps", "2"])
     train_module.main([*argv, "--steps", "2", "--resume"])
-    assert read_torch_checkpoint(tmp_path / "state.pt")["step"] == 2
+    state = read_torch_checkpoint(tmp_path / "state.pt")
+    assert state["step"] == 2
+    # extending a run keeps the settings its first steps ran under
+    assert state["history"] == [{"until_step": 1, "settings": {**state["settings"], "steps": 1}}]
+    train_module.main([*argv, "--steps", "2", "--resume"])  # same settings: nothing new to record
+    assert len(read_torch_checkpoint(tmp_path / "state.pt")["history"]) == 1
 
 
 # ------------------------------------------------------------------ export

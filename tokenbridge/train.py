@@ -188,7 +188,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay_params, "weight_decay": settings.weight_decay},
                                    {"params": other_params, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.95))  # fmt: skip
-    start, wall = 0, 0.0
+    start, wall, history = 0, 0.0, []
     if resume and state_path.exists():
         state = checkpoints.read_torch_checkpoint(state_path)
         if state.get("kind") != task.kind:
@@ -196,14 +196,16 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         checkpoints.load_state_strict(model, state["model"], str(state_path))
         checkpoints.load_state_strict(ema, state["ema"], str(state_path))
         optimizer.load_state_dict(state["optimizer"])
-        start, wall = int(state["step"]), float(state["wall_time_s"])
+        start, wall, history = int(state["step"]), float(state["wall_time_s"]), list(state.get("history", []))
+        if state.get("settings") != vars(settings):  # e.g. more --steps: keep how the first steps ran
+            history.append({"until_step": start, "settings": state.get("settings")})
 
     def save(step: int) -> None:
         if rank == 0:
             checkpoints.save_training_state({"kind": task.kind, "step": step, "wall_time_s": wall + time.time() - t0,
                                              "model": model.state_dict(), "ema": ema.state_dict(),
-                                             "optimizer": optimizer.state_dict(),
-                                             "settings": vars(settings)}, state_path)  # fmt: skip
+                                             "optimizer": optimizer.state_dict(), "settings": vars(settings),
+                                             "history": history}, state_path)  # fmt: skip
 
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     batches = StepBatches(task.dataset, settings.batch_size, settings.seed, rank, world)
@@ -240,6 +242,8 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
             "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device)}  # fmt: skip
     if world > 1:
         info["replicas_identical"] = True
+    if history:
+        info["earlier_settings"] = history
     return ema.eval(), info
 
 
@@ -259,6 +263,7 @@ def export(task: Task, ema: nn.Module, info: dict, settings: LoopSettings, expor
         "data": task.data_description,
         "seed": settings.seed,
         "steps": info["steps"],
+        **({"earlier_settings": info["earlier_settings"]} if "earlier_settings" in info else {}),
         "batch_size": settings.batch_size,
         "wall_time_s": info["wall_time_s"],
         "device": info["device"],
