@@ -154,7 +154,7 @@ def _reconstruction(args) -> dict:
         fit_latents = torch.cat([vae.encode_latents(x.to(device)).cpu() for x in _batches(train_images, 250)])
     rows = reconstruction_table(vae, classifier, images, grid, fit_latents)
     return {
-        "command": "python -m tokenbridge.evaluate " + " ".join(sys.argv[1:]),
+        "command": "python -m tokenbridge.evaluate " + " ".join(args.argv),
         "vae": args.vae, "classifier": args.classifier, "images": args.n, "heldout_seed": HELDOUT_SEED,
         "fd_shapes_real_vs_real": round(real_noise_floor(classifier, args.n, device, vae.config.resolution), 4),
         "rows": rows, "seconds": round(time.time() - start, 1),
@@ -170,7 +170,7 @@ def _generation(args) -> dict:
     rows = [generation_metrics(pipe, classifier, args.n, seed=args.seed, order=order, cfg=cfg, cfg_mode=mode,
                                temperature=temp, num_steps=args.steps)
             for order, cfg, mode, temp in grid]  # fmt: skip
-    return {"command": "python -m tokenbridge.evaluate " + " ".join(sys.argv[1:]), "vae": args.vae,
+    return {"command": "python -m tokenbridge.evaluate " + " ".join(args.argv), "vae": args.vae,
             "generator": args.generator, "classifier": args.classifier, "rows": rows}  # fmt: skip
 
 
