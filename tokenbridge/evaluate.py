@@ -142,6 +142,11 @@ def real_noise_floor(classifier, count: int, device, size: int = 64) -> float:
     return frechet_distance(feature_statistics(fa), feature_statistics(fb))
 
 
+def _command(args) -> str:
+    """The command line as run (``args.argv`` is set by `parse_args`), stored in every result."""
+    return "python -m tokenbridge.evaluate " + " ".join(args.argv)
+
+
 def _reconstruction(args) -> dict:
     device = torch.device(args.device)
     vae = checkpoints.load_model(args.vae, kind="vae").to(device)
@@ -154,7 +159,7 @@ def _reconstruction(args) -> dict:
         fit_latents = torch.cat([vae.encode_latents(x.to(device)).cpu() for x in _batches(train_images, 250)])
     rows = reconstruction_table(vae, classifier, images, grid, fit_latents)
     return {
-        "command": "python -m tokenbridge.evaluate " + " ".join(args.argv),
+        "command": _command(args),
         "vae": args.vae, "classifier": args.classifier, "images": args.n, "heldout_seed": HELDOUT_SEED,
         "fd_shapes_real_vs_real": round(real_noise_floor(classifier, args.n, device, vae.config.resolution), 4),
         "rows": rows, "seconds": round(time.time() - start, 1),
@@ -170,7 +175,7 @@ def _generation(args) -> dict:
     rows = [generation_metrics(pipe, classifier, args.n, seed=args.seed, order=order, cfg=cfg, cfg_mode=mode,
                                temperature=temp, num_steps=args.steps)
             for order, cfg, mode, temp in grid]  # fmt: skip
-    return {"command": "python -m tokenbridge.evaluate " + " ".join(args.argv), "vae": args.vae,
+    return {"command": _command(args), "vae": args.vae,
             "generator": args.generator, "classifier": args.classifier, "rows": rows}  # fmt: skip
 
 
@@ -303,7 +308,7 @@ def _foreground(args) -> dict:
                           for k, v in measured[name].items()}
                    for name in measured if name != "random"}  # fmt: skip
     return {
-        "command": "python -m tokenbridge.evaluate " + " ".join(args.argv), "vae": args.vae,
+        "command": _command(args), "vae": args.vae,
         "generator": args.generator, "samples": args.n, "seed": args.seed, "batch_size": args.batch_size,
         "heldout_seed": HELDOUT_SEED, "bootstrap_resamples": args.bootstrap,
         "proxy": {"floor": FLOOR, "border": BORDER, "refits": REFITS, "edge_band": EDGE_BAND},
