@@ -1,5 +1,6 @@
 """Ablation commands: one shared budget, and each variant changes exactly the setting it tests."""
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from tokenbridge import experiments
+from tokenbridge.evaluate import sample_fingerprints
 from tokenbridge.experiments import ABLATION_BUDGET, COMPARISONS, VARIANTS, train_command
 from tokenbridge.generator import GENERATORS
 
@@ -52,6 +54,36 @@ def test_compare_judges_against_the_reseed_noise(variant_fd, verdict):
     assert experiments.compare(rows, "head capacity: 128x2 vs 256x3", "random")["verdict"] == "reproduces"
     with pytest.raises(KeyError, match="confidence"):
         experiments.compare(rows, "head capacity: 128x2 vs 256x3", "confidence")
+
+
+def test_compare_heldout_ce_and_accuracy_directions():
+    def row(variant, ce, accuracy, levels=64, seed=0):
+        return {"variant": variant, "seed": seed, "samples": 100, "sampler": {"order": "random"}, "quant_levels": levels,
+                "heldout_ce": ce, "heldout_ce_reseeded": ce + 0.001, "class_accuracy": accuracy}
+    rows = [row("baseline", 2.0, 0.5), row("baseline", 2.0, 0.52, seed=100), row("parallel_head", 2.3, 0.7),
+            row("levels_16", 1.2, 0.3, levels=16)]
+    head = "channel head: autoregressive vs parallel"
+    ce = experiments.compare(rows, head, "random", "heldout_ce")
+    assert ce["verdict"] == "reproduces" and ce["noise"] == pytest.approx(0.001)  # parallel head: higher CE
+    # higher accuracy is better, so a more accurate parallel head goes against the paper
+    assert experiments.compare(rows, head, "random", "class_accuracy")["verdict"] == "reverses"
+    # 16 levels: fewer bits per token, a lower CE says nothing about the model
+    assert experiments.compare(rows, "levels: B=64 vs B=16", "random", "heldout_ce")["verdict"] == "not comparable"
+
+
+def test_heldout_cross_entropy_is_the_training_loss_on_fixed_masks():
+    from tokenbridge.generator import tokenbridge_tiny
+    from tokenbridge.pipeline import Pipeline
+    from tokenbridge.vae import small
+
+    torch.manual_seed(0)
+    pipe = Pipeline(small().eval(), tokenbridge_tiny(class_num=10).eval(), device="cpu")
+    first = experiments.heldout_cross_entropy(pipe, 8, seed=0, batch_size=4)
+    assert first == experiments.heldout_cross_entropy(pipe, 8, seed=0, batch_size=4)  # seeded masks
+    assert first != experiments.heldout_cross_entropy(pipe, 8, seed=1, batch_size=4)
+    # an untrained model is close to uniform over the 64 levels
+    assert abs(first["ce_nats"] - math.log(64)) < 0.5 and len(first["ce_per_channel"]) == 16
+    assert first["ce_nats"] == pytest.approx(sum(first["ce_per_channel"]) / 16, abs=1e-4)
 
 
 def _options(command: list[str]) -> dict:
@@ -119,9 +151,10 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
                     ("baseline", 10, "confidence"), ("parallel_head", 0, "random"), ("parallel_head", 0, "confidence")]
     assert result["command"].startswith("python -m tokenbridge.experiments evaluate")
     row = result["rows"][4]
-    assert {"class_accuracy", "fd_shapes", "precision", "recall"} <= set(row) and len(row["fingerprints"]) == 8
+    assert {"class_accuracy", "fd_shapes", "precision", "recall", "heldout_ce"} <= set(row) and len(row["fingerprints"]) == 8
+    assert row["heldout_ce"] != row["heldout_ce_reseeded"] and row["quant_levels"] == 64
     pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
-    again = experiments.sample_fingerprints(pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"),
+    again = sample_fingerprints(pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"),
                                             8, seed=0, order="random")  # fmt: skip
     assert again == row["fingerprints"]
     assert len({f["token_sum"] for f in again}) > 1  # distinct samples, not one repeated image

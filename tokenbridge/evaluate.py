@@ -133,6 +133,17 @@ def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: 
             "seconds": round(time.time() - start, 1)}  # fmt: skip
 
 
+@torch.no_grad()
+def sample_fingerprints(pipe, classifier, count: int, seed: int = 0, **sampler) -> list[dict]:
+    """For the first ``count`` samples of `generation_metrics` (label ``i % classes``, seed
+    ``seed + i``): the label, the classifier's prediction and the sum of the token indices."""
+    labels = torch.arange(count) % len(pipe.classes)
+    tokens = pipe.generate_tokens(labels, seed=seed, **sampler)
+    _, predicted = classifier_outputs(classifier, [pipe.decode(pipe.tokens_to_latents(tokens))], pipe.device)
+    return [{"label": int(label), "predicted": int(p), "token_sum": int(t.sum())}
+            for label, p, t in zip(labels, predicted.cpu(), tokens)]  # fmt: skip
+
+
 def real_noise_floor(classifier, count: int, device, size: int = 64) -> float:
     """FD-shapes between two disjoint held-out sets of ``count`` real images."""
     a = shapes_images(count, 0, size)
@@ -166,15 +177,20 @@ def _reconstruction(args) -> dict:
     }  # fmt: skip
 
 
+FINGERPRINTS = 8
+"""Samples per generation result whose fingerprints are stored, so a reader can regenerate them."""
+
+
 def _generation(args) -> dict:
     from tokenbridge.pipeline import Pipeline
 
     pipe = Pipeline.load(vae=args.vae, generator=args.generator, device=args.device)
     classifier = checkpoints.load_model(args.classifier, kind="classifier")
-    grid = itertools.product(args.order, args.cfg, args.cfg_mode, args.temperature)
-    rows = [generation_metrics(pipe, classifier, args.n, seed=args.seed, order=order, cfg=cfg, cfg_mode=mode,
-                               temperature=temp, num_steps=args.steps)
-            for order, cfg, mode, temp in grid]  # fmt: skip
+    rows = []
+    for order, cfg, mode, temp in itertools.product(args.order, args.cfg, args.cfg_mode, args.temperature):
+        sampler = dict(order=order, cfg=cfg, cfg_mode=mode, temperature=temp, num_steps=args.steps)
+        rows.append({**generation_metrics(pipe, classifier, args.n, seed=args.seed, **sampler),
+                     "fingerprints": sample_fingerprints(pipe, classifier, FINGERPRINTS, args.seed, **sampler)})
     return {"command": _command(args), "vae": args.vae,
             "generator": args.generator, "classifier": args.classifier, "rows": rows}  # fmt: skip
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-ABLATION_BUDGET = {"steps": 800, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
-                   "ema-decay": 0.998, "head-positions": 16, "seed": 0, "eval-samples": 200}  # fmt: skip
+ABLATION_BUDGET = {"steps": 600, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
+                   "ema-decay": 0.99, "head-positions": 8, "seed": 0, "eval-samples": 200}  # fmt: skip
 """Identical for every variant, so differences come from the model setting alone."""
 
 LATENTS = "runs/latents/shapes_vae_small.safetensors"
@@ -46,11 +46,11 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "baseline": Variant("tokenbridge_small", "frequency", "AR head 128x2, B=64, frequency order"),
-    "parallel_head": Variant("tokenbridge_small_parallel", "frequency", "channels predicted independently"),
-    "levels_16": Variant("tokenbridge_small_b16", "frequency", "B=16 quantization levels (4 bits)"),
-    "identity_order": Variant("tokenbridge_small", "identity", "channels in VAE order"),
-    "big_head": Variant("tokenbridge_small_bighead", "frequency", "channel head 256x3"),
+    "baseline": Variant("tokenbridge_ablation", "frequency", "AR head 128x2, B=64, frequency order"),
+    "parallel_head": Variant("tokenbridge_ablation_parallel", "frequency", "channels predicted independently"),
+    "levels_16": Variant("tokenbridge_ablation_b16", "frequency", "B=16 quantization levels (4 bits)"),
+    "identity_order": Variant("tokenbridge_ablation", "identity", "channels in VAE order"),
+    "big_head": Variant("tokenbridge_ablation_bighead", "frequency", "channel head 256x3"),
 }
 
 @dataclass(frozen=True)
@@ -103,16 +103,29 @@ def run_ablations(names: list[str], runs: Path, assets: Path, dry_run: bool = Fa
                 raise SystemExit(f"{name}: training exited with code {code}; run the same command again to resume")
 
 
-def sample_fingerprints(pipe, classifier, count: int, seed: int = 0, **sampler) -> list[dict]:
-    """For the first ``count`` samples of `generation_metrics` (label ``i % classes``, seed
-    ``seed + i``): the label, the classifier's prediction and the sum of the token indices."""
-    from tokenbridge.metrics import classifier_outputs
+@torch.no_grad()
+def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250) -> dict:
+    """Teacher-forced cross-entropy of the generator on ``count`` held-out shapes images: the
+    training loss (MAR masks and orders drawn from ``seed``, the same for every model), in nats per
+    channel token, overall and per channel in generation order. It needs no sampling, so it is far
+    less noisy than sample metrics; it compares models with the same quantizer only."""
+    from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+    from tokenbridge.generator import patchify
 
-    labels = torch.arange(count) % len(pipe.classes)
-    tokens = pipe.generate_tokens(labels, seed=seed, **sampler)
-    _, predicted = classifier_outputs(classifier, [pipe.decode(pipe.tokens_to_latents(tokens))], pipe.device)
-    return [{"label": int(label), "predicted": int(p), "token_sum": int(t.sum())}
-            for label, p, t in zip(labels, predicted.cpu(), tokens)]  # fmt: skip
+    data = ShapesDataset(count, seed=HELDOUT_SEED, size=pipe.image_size)
+    images, labels = (torch.stack(column) for column in zip(*[data[i][:2] for i in range(count)]))
+    model = pipe.generator.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total, per_channel = 0.0, torch.zeros(model.config.vae_embed_dim, dtype=torch.float64)
+    for start in range(0, count, batch_size):
+        latents = pipe.encode(images[start : start + batch_size])
+        indices = pipe.quantize(patchify(latents, model.config.patch_size)).long()
+        ce, ce_C = model(indices.to(pipe.device), labels[start : start + batch_size].to(pipe.device), generator,
+                         return_channel_ce=True)  # fmt: skip
+        total += float(ce) * len(latents)
+        per_channel += ce_C.double().cpu() * len(latents)
+    return {"images": count, "seed": seed, "ce_nats": round(total / count, 5),
+            "ce_per_channel": [round(v, 5) for v in (per_channel / count).tolist()]}  # fmt: skip
 
 
 @torch.no_grad()
@@ -120,7 +133,7 @@ def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count:
                        orders: tuple[str, ...] = ("random", "confidence"), fingerprints: int = 8) -> dict:
     """Metrics of every exported variant (seeds 0…count-1), plus the baseline on seeds count…2·count-1."""
     from tokenbridge import checkpoints
-    from tokenbridge.evaluate import generation_metrics
+    from tokenbridge.evaluate import generation_metrics, sample_fingerprints
     from tokenbridge.pipeline import Pipeline
 
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
@@ -130,11 +143,14 @@ def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count:
         if not weights.exists():
             continue
         pipe = Pipeline.load(vae=vae_path, generator=weights, device="cpu")
+        heldout = [heldout_cross_entropy(pipe, min(count, 1000), seed=s) for s in (0, 1)]
         seeds = (0, count) if name == "baseline" else (0,)
         for order in orders:
             for seed in seeds:
                 row = generation_metrics(pipe, classifier, count, seed=seed, order=order)
-                row.update(variant=name, fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=order))
+                row.update(variant=name, quant_levels=pipe.generator.config.quant_levels, heldout=heldout[0],
+                           heldout_ce=heldout[0]["ce_nats"], heldout_ce_reseeded=heldout[1]["ce_nats"],
+                           fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=order))
                 rows.append(row)
     return {"budget": ABLATION_BUDGET, "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()}, "rows": rows}
 
@@ -146,22 +162,35 @@ def _row(rows: list[dict], variant: str, order: str, seed: int = 0) -> dict:
     raise KeyError(f"no row for variant {variant!r}, order {order!r}, seed {seed}: evaluate it first")
 
 
+LOWER_IS_BETTER = {"fd_shapes": True, "heldout_ce": True, "class_accuracy": False}
+"""The metrics `compare` judges, and which way each one improves."""
+
+
 def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") -> dict:
     """One comparison from `evaluate_ablations` rows: both values, the difference, the noise
-    yardstick (the baseline's change between two disjoint seed sets) and a verdict on whether
-    the paper's direction reproduces: "reproduces", "reverses" or "within noise"."""
+    yardstick and a verdict on whether the paper's direction reproduces: "reproduces", "reverses",
+    "within noise", or "not comparable" (held-out CE of models with different quantizers).
+
+    The yardstick is the baseline's change when re-measured: on disjoint sampling seeds for sample
+    metrics, on a second draw of the training masks for ``heldout_ce``."""
     comparison = COMPARISONS[name]
     base, other = _row(rows, comparison.baseline, order), _row(rows, comparison.variant, order)
-    reseeded = _row(rows, comparison.baseline, order, seed=base["samples"])
-    delta, noise = other[metric] - base[metric], abs(reseeded[metric] - base[metric])
-    paper_delta = comparison.paper_fid[1] - comparison.paper_fid[0]
-    if abs(delta) <= NOISE_MULTIPLE * noise:
+    if metric == "heldout_ce":
+        noise = abs(base["heldout_ce_reseeded"] - base["heldout_ce"])
+    else:
+        noise = abs(_row(rows, comparison.baseline, order, seed=base["samples"])[metric] - base[metric])
+    delta = other[metric] - base[metric]
+    paper_better = comparison.paper_fid[1] < comparison.paper_fid[0]  # the paper's variant is the better one
+    variant_better = (delta < 0) == LOWER_IS_BETTER[metric]
+    if metric == "heldout_ce" and base["quant_levels"] != other["quant_levels"]:
+        verdict = "not comparable"
+    elif abs(delta) <= NOISE_MULTIPLE * noise:
         verdict = "within noise"
     else:
-        verdict = "reproduces" if (delta > 0) == (paper_delta > 0) else "reverses"
-    return {"comparison": name, "order": order, comparison.baseline: base[metric], comparison.variant: other[metric],
-            "difference": round(delta, 4), "noise": round(noise, 4), "paper_fid": comparison.paper_fid,
-            "verdict": verdict}  # fmt: skip
+        verdict = "reproduces" if variant_better == paper_better else "reverses"
+    return {"comparison": name, "order": order, "metric": metric, comparison.baseline: base[metric],
+            comparison.variant: other[metric], "difference": round(delta, 4), "noise": round(noise, 4),
+            "paper_fid": comparison.paper_fid, "verdict": verdict}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -623,19 +623,30 @@ def tokenbridge_small(**overrides) -> TokenBridge:
     return _build(_SMALL, overrides)
 
 
-def tokenbridge_small_parallel(**overrides) -> TokenBridge:
-    """4,434,816 parameters: `tokenbridge_small` with the parallel head (ablation)."""
-    return _build(_SMALL, dict(head="parallel"), overrides)
+# Ablation models (Table 2 of the paper at small scale): the embedded data layout with a narrower,
+# shallower backbone, so that five of them train in a CPU session and fit in `assets/` together.
+_ABLATION = dict(_SMALL, encoder_embed_dim=128, encoder_depth=3, encoder_num_heads=4,
+                 decoder_embed_dim=128, decoder_depth=3, decoder_num_heads=4)
 
 
-def tokenbridge_small_bighead(**overrides) -> TokenBridge:
-    """7,898,240 parameters: `tokenbridge_small` with a 256×3 head (the paper's smallest, Table 2e)."""
-    return _build(_SMALL, dict(channel_embed_dim=256, channel_depth=3, channel_heads=8), overrides)
+def tokenbridge_ablation(**overrides) -> TokenBridge:
+    """2,143,104 parameters (backbone 128 wide, 3+3 deep; head 128×2): the ablation baseline."""
+    return _build(_ABLATION, overrides)
 
 
-def tokenbridge_small_b16(**overrides) -> TokenBridge:
-    """4,366,464 parameters: `tokenbridge_small` with 16 quantization levels (4 bits)."""
-    return _build(_SMALL, dict(quant_levels=16), overrides)
+def tokenbridge_ablation_parallel(**overrides) -> TokenBridge:
+    """2,020,224 parameters: `tokenbridge_ablation` with the parallel head."""
+    return _build(_ABLATION, dict(head="parallel"), overrides)
+
+
+def tokenbridge_ablation_bighead(**overrides) -> TokenBridge:
+    """5,475,456 parameters: `tokenbridge_ablation` with a 256×3 channel head."""
+    return _build(_ABLATION, dict(channel_embed_dim=256, channel_depth=3, channel_heads=8), overrides)
+
+
+def tokenbridge_ablation_b16(**overrides) -> TokenBridge:
+    """1,951,872 parameters: `tokenbridge_ablation` with 16 quantization levels (4 bits)."""
+    return _build(_ABLATION, dict(quant_levels=16), overrides)
 
 
 def tokenbridge_tiny(**overrides) -> TokenBridge:
@@ -650,9 +661,10 @@ GENERATORS = {
     "tokenbridge_large": tokenbridge_large,
     "tokenbridge_huge": tokenbridge_huge,
     "tokenbridge_small": tokenbridge_small,
-    "tokenbridge_small_parallel": tokenbridge_small_parallel,
-    "tokenbridge_small_bighead": tokenbridge_small_bighead,
-    "tokenbridge_small_b16": tokenbridge_small_b16,
+    "tokenbridge_ablation": tokenbridge_ablation,
+    "tokenbridge_ablation_parallel": tokenbridge_ablation_parallel,
+    "tokenbridge_ablation_bighead": tokenbridge_ablation_bighead,
+    "tokenbridge_ablation_b16": tokenbridge_ablation_b16,
     "tokenbridge_tiny": tokenbridge_tiny,
 }
 
