@@ -67,6 +67,10 @@ def test_compare_heldout_ce_and_accuracy_directions():
     assert ce["verdict"] == "reproduces" and ce["noise"] == pytest.approx(0.001)  # parallel head: higher CE
     # higher accuracy is better, so a more accurate parallel head goes against the paper
     assert experiments.compare(rows, head, "random", "class_accuracy")["verdict"] == "reverses"
+    # a 5-point accuracy gain from 100 samples is within the binomial noise, however close the reseed
+    rows[2] = row("parallel_head", 2.3, 0.45)
+    small = experiments.compare(rows, head, "random", "class_accuracy")
+    assert small["verdict"] == "within noise" and small["noise"] == pytest.approx(math.sqrt(2 * 0.25 / 100), abs=1e-4)
     # 16 levels: fewer bits per token, a lower CE says nothing about the model
     assert experiments.compare(rows, "levels: B=64 vs B=16", "random", "heldout_ce")["verdict"] == "not comparable"
 

@@ -3,7 +3,7 @@
     python -m tokenbridge.experiments ablations                       # train every variant in turn
     python -m tokenbridge.experiments ablations --only parallel_head  # one variant
     python -m tokenbridge.experiments ablations --print               # show the commands, run nothing
-    python -m tokenbridge.experiments evaluate --n 1000 --out results/ablations.json
+    python -m tokenbridge.experiments evaluate --n 500 --out results/ablations.json
 
 Each variant is `tokenbridge.train generator` on the same cached shapes latents with the same
 steps, batch, learning-rate schedule and seed (`ABLATION_BUDGET`); only the named model setting
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -166,19 +167,31 @@ LOWER_IS_BETTER = {"fd_shapes": True, "heldout_ce": True, "class_accuracy": Fals
 """The metrics `compare` judges, and which way each one improves."""
 
 
+def yardstick(metric: str, row: dict, remeasured: float) -> float:
+    """How much ``metric`` of ``row`` moves when measured again (``remeasured``: the same model and
+    settings on other seeds or masks). For class accuracy at least the binomial standard error of
+    a difference of two such estimates, sqrt(2·p·(1 − p) / samples): one re-measurement can land
+    close by chance."""
+    noise = abs(remeasured - row[metric])
+    if metric == "class_accuracy":
+        p = row[metric]
+        noise = max(noise, math.sqrt(2 * p * (1 - p) / row["samples"]))
+    return noise
+
+
 def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") -> dict:
     """One comparison from `evaluate_ablations` rows: both values, the difference, the noise
     yardstick and a verdict on whether the paper's direction reproduces: "reproduces", "reverses",
     "within noise", or "not comparable" (held-out CE of models with different quantizers).
 
-    The yardstick is the baseline's change when re-measured: on disjoint sampling seeds for sample
-    metrics, on a second draw of the training masks for ``heldout_ce``."""
+    The yardstick (`yardstick`) is the baseline's change when re-measured: on disjoint sampling
+    seeds for sample metrics, on a second draw of the training masks for ``heldout_ce``."""
     comparison = COMPARISONS[name]
     base, other = _row(rows, comparison.baseline, order), _row(rows, comparison.variant, order)
     if metric == "heldout_ce":
-        noise = abs(base["heldout_ce_reseeded"] - base["heldout_ce"])
+        noise = yardstick(metric, base, base["heldout_ce_reseeded"])
     else:
-        noise = abs(_row(rows, comparison.baseline, order, seed=base["samples"])[metric] - base[metric])
+        noise = yardstick(metric, base, _row(rows, comparison.baseline, order, seed=base["samples"])[metric])
     delta = other[metric] - base[metric]
     paper_better = comparison.paper_fid[1] < comparison.paper_fid[0]  # the paper's variant is the better one
     variant_better = (delta < 0) == LOWER_IS_BETTER[metric]
