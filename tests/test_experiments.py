@@ -54,6 +54,10 @@ def test_compare_judges_against_the_reseed_noise(variant_fd, verdict):
     assert experiments.compare(rows, "head capacity: 128x2 vs 256x3", "random")["verdict"] == "reproduces"
     with pytest.raises(KeyError, match="confidence"):
         experiments.compare(rows, "head capacity: 128x2 vs 256x3", "confidence")
+    # the yardstick is the larger of the orders' reseed changes: a lucky small one does not count
+    rows += [_fake_row("baseline", 3.0, order="confidence"), _fake_row("baseline", 3.001, seed=100, order="confidence"),
+             _fake_row("big_head", 2.5, order="confidence")]
+    assert experiments.compare(rows, "head capacity: 128x2 vs 256x3", "confidence")["noise"] == pytest.approx(0.05)
 
 
 def test_compare_heldout_ce_and_accuracy_directions():
