@@ -12,8 +12,9 @@ its last checkpoint left it) and export to ``assets/ablations/<name>.safetensors
 A variant whose export exists is skipped. The comparisons (`COMPARISONS`) pair each variant with
 the ablation baseline, which serves all four. ``evaluate`` measures every exported variant with
 `tokenbridge.evaluate.generation_metrics` (random and confidence order), the baseline once more on
-disjoint seeds (how much FD-shapes moves from sampling alone), and fingerprints of the first samples
-so a reader can regenerate them and check the file.
+disjoint seeds (how much FD-shapes moves from sampling alone), the held-out teacher-forced CE of
+each model (`heldout_cross_entropy`), and fingerprints of the first samples so a reader can
+regenerate them and check the file.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250
 @torch.no_grad()
 def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count: int,
                        orders: tuple[str, ...] = ("random", "confidence"), fingerprints: int = 8) -> dict:
-    """Metrics of every exported variant (seeds 0…count-1), plus the baseline on seeds count…2·count-1."""
+    """Sample metrics of every exported variant (seeds 0…count-1; the baseline also on seeds
+    count…2·count-1) and its held-out CE on two draws of the training masks."""
     from tokenbridge import checkpoints
     from tokenbridge.evaluate import generation_metrics, sample_fingerprints
     from tokenbridge.pipeline import Pipeline
