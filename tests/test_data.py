@@ -3,7 +3,6 @@
 import ast
 import json
 from pathlib import Path
-import time
 
 import numpy as np
 import pytest
@@ -143,16 +142,6 @@ def test_uint8_conversion_round_trip():
         to_uint8_image(torch.zeros(4, 8, 8))
     with pytest.raises(ValueError):
         from_uint8_image(np.zeros((8, 8, 3), np.float32))
-
-
-def test_throughput():
-    render_shape(0, 0)
-    n, t0 = 400, time.perf_counter()
-    for i in range(n):
-        render_shape(0, i)
-    rate = n / (time.perf_counter() - t0)
-    print(f"\nshapes: {rate:.0f} images/s (single process)")
-    assert rate > 200  # target ≥ 2000/s on an idle core; loose here (shared CI cores)
 
 
 def test_module_imports_no_model_code():
