@@ -132,14 +132,15 @@ def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250
 
 @torch.no_grad()
 def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count: int,
-                       orders: tuple[str, ...] = ("random", "confidence"), fingerprints: int = 8) -> dict:
+                       orders: tuple[str, ...] = ("random", "confidence"), fingerprints: int | None = None) -> dict:
     """Sample metrics of every exported variant (seeds 0…count-1; the baseline also on seeds
     count…2·count-1) and its held-out CE on two draws of the training masks."""
     from tokenbridge import checkpoints
-    from tokenbridge.evaluate import generation_metrics, sample_fingerprints
+    from tokenbridge.evaluate import FINGERPRINTS, generation_metrics, sample_fingerprints
     from tokenbridge.pipeline import Pipeline
 
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
+    fingerprints = FINGERPRINTS if fingerprints is None else fingerprints
     rows = []
     for name in VARIANTS:
         weights = assets / f"{name}.safetensors"
