@@ -112,6 +112,35 @@ def test_parse_args_validation():
             parse_args(["vae", "--out", "x", *bad])
     with pytest.raises(SystemExit):
         parse_args(["generator-that-does-not-exist", "--out", "x"])
+    for bad in ("-0.1", "1.0"):
+        with pytest.raises(SystemExit):
+            parse_args(["generator", "--out", "x", "--dropout", bad])
+
+
+@pytest.fixture
+def tiny_latents(tmp_path):
+    """A latent cache of 8 random ``[16, 8, 8]`` latents in 2 classes (the embedded layout)."""
+    from tokenbridge.data import cache_latents
+
+    images = torch.utils.data.TensorDataset(torch.zeros(8, 3, 64, 64), torch.arange(8) % 2)
+    images.classes = ["a", "b"]
+    noise = torch.Generator().manual_seed(0)
+    return cache_latents(lambda x: torch.randn(len(x), 16, 8, 8, generator=noise), images,
+                         tmp_path / "latents.safetensors")  # fmt: skip
+
+
+def generator_args(out, latents, *extra):
+    return parse_args(["generator", "--out", str(out), "--preset", "tokenbridge_tiny", "--latents", str(latents),
+                       "--batch-size", "4", "--no-progress", *extra])  # fmt: skip
+
+
+def test_generator_task_dropout_override(tmp_path, tiny_latents):
+    """``--dropout`` reaches both dropouts of the built model; without it the preset's 0.1 stays."""
+    from tokenbridge.train import generator_task
+
+    for flag, expected in (([], 0.1), (["--dropout", "0"], 0.0)):
+        config = generator_task(generator_args(tmp_path, tiny_latents, *flag)).build_model().config
+        assert (config.attn_dropout, config.proj_dropout, config.class_num) == (expected, expected, 2)
 
 
 # ------------------------------------------------------------------ resume
@@ -161,6 +190,24 @@ def test_resume_continues_bit_identically(tmp_path):
     # … and the last two steps really moved the weights (the equality above is not vacuous).
     moved = [k for k, v in halfway["model"].items() if not torch.equal(v, resumed["model"][k])]
     assert len(moved) == len(halfway["model"])
+
+
+def test_resume_records_a_changed_model_config(tmp_path, tiny_latents):
+    """A run resumed with ``--dropout 0`` keeps how its first steps ran (dropout 0.1, 1 step)."""
+    from tokenbridge.train import generator_task
+
+    first = generator_args(tmp_path / "run", tiny_latents, "--steps", "1")
+    train(generator_task(first), settings_of(first), tmp_path / "run", progress=False)
+    again = generator_args(tmp_path / "run", tiny_latents, "--steps", "1")
+    _, info = train(generator_task(again), settings_of(again), tmp_path / "run", resume=True, progress=False)
+    assert "earlier_settings" not in info  # nothing changed, nothing recorded
+    more = generator_args(tmp_path / "run", tiny_latents, "--steps", "2", "--dropout", "0")
+    _, info = train(generator_task(more), settings_of(more), tmp_path / "run", resume=True, progress=False)
+    (earlier,) = info["earlier_settings"]
+    assert earlier["until_step"] == 1 and earlier["settings"]["steps"] == 1
+    assert earlier["model_config"] == {"attn_dropout": 0.1, "proj_dropout": 0.1}
+    state = read_torch_checkpoint(tmp_path / "run" / "state.pt")
+    assert state["model_config"]["attn_dropout"] == 0.0 and state["history"] == [earlier]
 
 
 def test_resume_refuses_another_task(tmp_path):

@@ -7,8 +7,10 @@
 What makes runs repeatable and resumable: the batch of step ``s`` and every random draw inside it
 (posterior noise, masks, label drop) depend only on ``(seed, s, rank)``, and the state written
 atomically every ``--checkpoint-every`` seconds holds model, EMA, optimizer and step. So a resumed
-run continues bit-identically on the same device. ``--export`` writes the EMA weights in our
-safetensors format with a JSON sidecar (command, data, steps, wall time, device, metrics).
+run continues bit-identically on the same device; one resumed with other settings (more
+``--steps``, another ``--dropout``) records the earlier ones and the step they ran until. ``--export``
+writes the EMA weights in our safetensors format with a JSON sidecar (command, data, steps, wall
+time, device, metrics).
 """
 
 from __future__ import annotations
@@ -189,6 +191,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     optimizer = torch.optim.AdamW([{"params": decay_params, "weight_decay": settings.weight_decay},
                                    {"params": other_params, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.95))  # fmt: skip
     start, wall, history = 0, 0.0, []
+    model_config = json.loads(json.dumps(task.model_config(model)))  # plain lists, as a state file holds them
     if resume and state_path.exists():
         state = checkpoints.read_torch_checkpoint(state_path)
         if state.get("kind") != task.kind:
@@ -197,15 +200,21 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         checkpoints.load_state_strict(ema, state["ema"], str(state_path))
         optimizer.load_state_dict(state["optimizer"])
         start, wall, history = int(state["step"]), float(state["wall_time_s"]), list(state.get("history", []))
-        if state.get("settings") != vars(settings):  # e.g. more --steps: keep how the first steps ran
-            history.append({"until_step": start, "settings": state.get("settings")})
+        changed = {"until_step": start}  # e.g. more --steps or --dropout 0: keep how the first steps ran
+        if state.get("settings") != vars(settings):
+            changed["settings"] = state.get("settings")
+        earlier_config = state.get("model_config", model_config)
+        if earlier_config != model_config:
+            changed["model_config"] = {k: v for k, v in earlier_config.items() if model_config.get(k) != v}
+        if len(changed) > 1:
+            history.append(changed)
 
     def save(step: int) -> None:
         if rank == 0:
             checkpoints.save_training_state({"kind": task.kind, "step": step, "wall_time_s": wall + time.time() - t0,
                                              "model": model.state_dict(), "ema": ema.state_dict(),
                                              "optimizer": optimizer.state_dict(), "settings": vars(settings),
-                                             "history": history}, state_path)  # fmt: skip
+                                             "model_config": model_config, "history": history}, state_path)  # fmt: skip
 
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     batches = StepBatches(task.dataset, settings.batch_size, settings.seed, rank, world)
@@ -416,6 +425,8 @@ def generator_task(args) -> Task:
                          f"({config.vae_embed_dim} channels, {config.img_size // config.vae_stride} tokens a side)")  # fmt: skip
     order = frequency_order(latents[:4096]) if args.channel_order == "frequency" else torch.arange(latents.shape[1])
     overrides = {"channel_order": tuple(order.tolist()), "class_num": max(cache.num_classes, 1)}
+    if args.dropout is not None:
+        overrides.update(attn_dropout=args.dropout, proj_dropout=args.dropout)
     with torch.device("meta"):
         quantizer = GENERATORS[args.preset](**overrides).quantizer
     indices = quantizer.quantize(patchify(latents, config.patch_size))  # [N, L, C] uint8, VAE channel order
@@ -478,6 +489,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
     parser.add_argument("--head-positions", type=int, default=None,
                         help="generator: masked positions per image fed to the channel head (default: all)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="generator: attention and projection dropout (default: the preset's, 0.1 as official)")
     parser.add_argument("--eval-samples", type=int, default=500, help="samples per order in the export metrics")
     parser.add_argument("--kl-weight", type=float, default=5e-4,
                         help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
@@ -496,6 +509,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--head-positions must be >= 1")
     if args.lr <= 0:
         parser.error("--lr must be > 0")
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
+        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
     return args
 
 
