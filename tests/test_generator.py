@@ -146,7 +146,7 @@ def test_backbone_ignores_masked_inputs_and_maps_class_num_to_fake_latent():
     x_known_changed[:, 12] += 1.0
     assert not torch.allclose(model.forward_backbone(x_known_changed, labels, mask), z)
     with torch.no_grad():
-        model.fake_latent.add_(1.0)  # moves the unconditional row only
+        model.fake_latent.add_(torch.randn(model.fake_latent.shape, generator=g))  # a constant would vanish in z_proj_ln
     z2 = model.forward_backbone(x, labels, mask)
     assert torch.equal(z2[0], z[0]) and not torch.allclose(z2[1], z[1])
 
@@ -342,3 +342,47 @@ def test_adaln_chunks_follow_the_official_layout():
         final.adaLN_modulation[1].bias[32:] = torch.arange(32.0)
     torch.testing.assert_close(block(x, cond, model.channel_mask), x)
     torch.testing.assert_close(final(x, cond), torch.arange(32.0).expand(3, 6, 32))
+
+
+# ------------------------------------------------------------------ relative position bias
+def test_relative_position_bias_indexes_offsets_and_buffer():
+    """Entry k of the table sits where the (Δrow, Δcol) of query and key has index k; the buffer
+    uses the three extra entries; the per-row gather over kept tokens equals the full matrix
+    restricted to them."""
+    from tokenbridge.generator import RelativePositionBias
+
+    bias = RelativePositionBias(grid=3, buffer=2, heads=1, depth=1)
+    with torch.no_grad():
+        bias.table.copy_(torch.arange(28.0).view(1, 1, 28))
+    full = bias()[0][0]  # [L, L], L = 2 + 9
+    assert full.shape == (11, 11)
+    for i in range(9):
+        for j in range(9):
+            (ri, ci), (rj, cj) = divmod(i, 3), divmod(j, 3)
+            assert full[2 + i, 2 + j] == (ri - rj + 2) * 5 + (ci - cj + 2)
+    assert (full[2:, :2] == 25).all() and (full[:2, 2:] == 26).all() and (full[:2, :2] == 27).all()
+    keep = torch.zeros(2, 11, dtype=torch.bool)
+    keep[:, :2] = True
+    keep[0, [3, 7, 10]] = True
+    keep[1, [2, 4, 5]] = True
+    rows = bias(keep)[0]  # [B, H, T, T]
+    for b in range(2):
+        kept = keep[b].nonzero()[:, 0]
+        assert torch.equal(rows[b, 0], full[kept][:, kept])
+
+
+def test_relative_position_bias_starts_as_the_official_backbone():
+    """Zero-initialised, the bias leaves the backbone's function unchanged; once trained it moves
+    it. The official presets have no bias tables (their key lists are checked above)."""
+    plain = randomized(small_tiny())
+    biased = small_tiny(position_bias="relative").eval()
+    missing, unexpected = biased.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["decoder_position_bias.table", "encoder_position_bias.table"] and not unexpected
+    x = torch.randn(2, 16, 6, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[0, :9], mask[1, 7:] = True, True
+    labels = torch.tensor([1, 2])
+    assert torch.allclose(biased.forward_backbone(x, labels, mask), plain.forward_backbone(x, labels, mask), atol=1e-6)
+    with torch.no_grad():
+        biased.encoder_position_bias.table.normal_()
+    assert not torch.allclose(biased.forward_backbone(x, labels, mask), plain.forward_backbone(x, labels, mask))

@@ -4,6 +4,7 @@
     python -m tokenbridge.experiments ablations --only parallel_head  # one variant
     python -m tokenbridge.experiments ablations --print               # show the commands, run nothing
     python -m tokenbridge.experiments evaluate --n 500 --out results/ablations.json
+    python -m tokenbridge.experiments learnability --steps 400 -- --lr 3e-3 --position-bias relative
 
 Each variant is `tokenbridge.train generator` on the same cached shapes latents with the same
 steps, batch, learning-rate schedule and seed (`ABLATION_BUDGET`); only the named model setting
@@ -225,7 +226,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ev.add_argument("--classifier", default="assets/classifier.safetensors")
     ev.add_argument("--n", type=int, default=1000, help="samples per variant and order (classes balanced)")
     ev.add_argument("--out", required=True, help="JSON file to write")
+    learn = sub.add_parser("learnability", help="train a recipe briefly and measure how it uses context "
+                                                 "(tokenbridge.learnability)")
+    learn.add_argument("--steps", type=int, default=400)
+    learn.add_argument("--latents", default=LATENTS)
+    learn.add_argument("--vae", default="assets/vae_small.safetensors")
+    learn.add_argument("--classifier", default="assets/classifier.safetensors")
+    learn.add_argument("--heldout", type=int, default=500, help="held-out images for CE and the copy test")
+    learn.add_argument("--samples", type=int, default=200, help="samples per order for class accuracy (0: none)")
+    learn.add_argument("--run-dir", help="keep the training run here (default: a temporary folder)")
+    learn.add_argument("--json", help="also write the result to this JSON file")
+    learn.add_argument("recipe", nargs=argparse.REMAINDER,
+                       help="after '--': arguments of 'python -m tokenbridge.train generator'")
     args = parser.parse_args(argv)
+    if args.what == "learnability":
+        args.recipe = args.recipe[1:] if args.recipe[:1] == ["--"] else args.recipe
+        if args.steps < 1 or args.heldout < 1 or args.samples < 0:
+            parser.error("--steps and --heldout must be >= 1, --samples >= 0")
     if args.what == "evaluate" and args.n < 10:
         parser.error("--n must be >= 10")
     return args
@@ -235,6 +252,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.what == "ablations":
         run_ablations(args.only or list(VARIANTS), Path(args.runs), Path(args.assets), dry_run=args.dry_run)
+        return
+    if args.what == "learnability":
+        from tokenbridge import learnability
+
+        result = learnability.run(args.recipe, args.steps, args.latents, args.vae, args.classifier, args.heldout,
+                                  args.samples, args.run_dir)  # fmt: skip
+        print(learnability.format_report(result))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         return
     result = evaluate_ablations(Path(args.assets), args.classifier, args.vae, args.n)
     if not result["rows"]:

@@ -26,6 +26,7 @@ from tokenbridge.quantizer import GaussianQuantizer
 from tokenbridge.spectral import OFFICIAL_KL16_ORDER
 
 HEADS = ("autoregressive", "parallel")
+POSITION_BIASES = ("none", "relative")
 
 # ------------------------------------------------------------------------------------------------
 # Configuration
@@ -40,7 +41,9 @@ class GeneratorConfig:
     ``norm_eps`` replaces ``norm_layer`` (default ``nn.LayerNorm``: 1e-5; the official presets
     pass 1e-6); ``channel_order`` (the order in which the ``C`` channels are generated; None means
     identity; official checkpoints use ``OFFICIAL_KL16_ORDER``, typed into their code) and
-    ``head`` (``"parallel"``: the paper's parallel-prediction ablation) are ours. The official
+    ``head`` (``"parallel"``: the paper's parallel-prediction ablation) and ``position_bias``
+    (``"relative"``: a learned 2-D relative position bias in every backbone attention layer, see
+    `RelativePositionBias`; ``"none"``, the official model, has only absolute tables) are ours. The official
     ``use_quantized_value`` flag is not kept: the official code ignores it.
     """
 
@@ -72,6 +75,7 @@ class GeneratorConfig:
     grad_checkpointing: bool = False
     channel_order: tuple[int, ...] | None = None
     head: str = "autoregressive"
+    position_bias: str = "none"
 
     def __post_init__(self):
         if self.channel_order is not None:  # JSON turns tuples into lists
@@ -110,6 +114,8 @@ class GeneratorConfig:
             raise ValueError(f"mlp_ratio and norm_eps must be positive, got {self.mlp_ratio}, {self.norm_eps}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; valid: {', '.join(HEADS)}")
+        if self.position_bias not in POSITION_BIASES:
+            raise ValueError(f"unknown position_bias {self.position_bias!r}; valid: {', '.join(POSITION_BIASES)}")
         if self.channel_order is not None and sorted(self.channel_order) != list(range(self.token_dim)):
             raise ValueError(
                 f"channel_order must be a permutation of 0..{self.token_dim - 1}, got {self.channel_order}"
@@ -246,8 +252,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), attn_bias)
         return x + self.mlp(self.norm2(x))
 
 
@@ -280,6 +286,42 @@ class FinalLayer(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self.adaLN_modulation(cond).chunk(2, dim=-1)
         return modulate(self.norm_final(x), shift, scale)
+
+
+class RelativePositionBias(nn.Module):
+    """Learned 2-D relative position bias of the backbone's attention (Swin / T5 style), one table
+    per layer: ``table[layer, head, k]`` is added to the attention logit between two grid tokens
+    whose offset (Δrow, Δcol) has index ``k``; class-buffer tokens, which have no grid position,
+    use three more entries (grid→buffer, buffer→grid, buffer→buffer).
+
+    Why: with absolute tables alone the backbone learns "attend to my neighbour" once for every
+    one of the N positions; an entry per offset learns it once for all of them, which a small
+    model on a CPU budget needs (see `tokenbridge.learnability`). Zero-initialised, so training
+    starts from the official model's function.
+    """
+
+    def __init__(self, grid: int, buffer: int, heads: int, depth: int):
+        super().__init__()
+        span = 2 * grid - 1
+        self.table = nn.Parameter(torch.zeros(depth, heads, span * span + 3))
+        with torch.device("cpu"):
+            rows, cols = torch.arange(grid).repeat_interleave(grid), torch.arange(grid).repeat(grid)
+            offset = (rows[:, None] - rows + grid - 1) * span + (cols[:, None] - cols + grid - 1)
+            index = torch.full((buffer + grid * grid,) * 2, span * span + 2)  # buffer -> buffer
+            index[buffer:, :buffer] = span * span
+            index[:buffer, buffer:] = span * span + 1
+            index[buffer:, buffer:] = offset
+        self.register_buffer("index", _on_default_device(index), persistent=False)
+
+    def forward(self, keep_BL: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per layer: the bias ``[H, L, L]`` between all ``L = buffer + N`` tokens, or with
+        ``keep_BL`` (bool ``[B, L]``, the same count ``T`` per row) ``[B, H, T, T]`` between each
+        row's kept tokens, in their order."""
+        if keep_BL is None:
+            return [table[:, self.index] for table in self.table]
+        kept_BT = keep_BL.nonzero()[:, 1].view(keep_BL.shape[0], -1)
+        index_BTT = self.index[kept_BT[:, :, None], kept_BT[:, None, :]]
+        return [table[:, index_BTT].transpose(0, 1) for table in self.table]
 
 
 @dataclass
@@ -341,6 +383,11 @@ class TokenBridge(nn.Module):
         )
         self.decoder_norm = nn.LayerNorm(dec, eps=eps)
         self.output_pos_embed = nn.Parameter(torch.zeros(1, n, dec))
+        if cfg.position_bias == "relative":
+            self.encoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.encoder_num_heads,
+                                                              cfg.encoder_depth)
+            self.decoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.decoder_num_heads,
+                                                              cfg.decoder_depth)
 
         # --- channel head (the parallel head has no token embeddings: it never sees sampled channels)
         self.condition_proj = nn.Linear(dec, ch)
@@ -423,22 +470,26 @@ class TokenBridge(nn.Module):
         buffer_BKD = class_BD[:, None].expand(b, self.config.buffer_size, d)
         h_BLD = self.z_proj_ln(torch.cat([buffer_BKD, tokens_BND], dim=1) + self.encoder_pos_embed_learned)
         h_BTD = h_BLD[keep_BL].reshape(b, -1, d)  # drop unknown positions (same count per row)
-        return self.encoder_norm(self._run_blocks(self.encoder_blocks, h_BTD))
+        biases = self.encoder_position_bias(keep_BL) if self.config.position_bias == "relative" else None
+        return self.encoder_norm(self._run_blocks(self.encoder_blocks, h_BTD, biases))
 
     def _decode(self, h_BTD: torch.Tensor, keep_BL: torch.Tensor) -> torch.Tensor:
         """Re-insert ``mask_token`` at unknown positions, decode, drop the buffer -> ``[B, N, Dd]``."""
         h_BTD = self.decoder_embed(h_BTD)
         b, length = keep_BL.shape
         full_BLD = self.mask_token.to(h_BTD.dtype).expand(b, length, h_BTD.shape[-1]).masked_scatter(keep_BL[..., None], h_BTD)
-        h_BLD = self._run_blocks(self.decoder_blocks, full_BLD + self.decoder_pos_embed_learned)
+        biases = self.decoder_position_bias() if self.config.position_bias == "relative" else None
+        h_BLD = self._run_blocks(self.decoder_blocks, full_BLD + self.decoder_pos_embed_learned, biases)
         return self.decoder_norm(h_BLD)[:, self.config.buffer_size:] + self.output_pos_embed
 
-    def _run_blocks(self, blocks: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
-        for block in blocks:
+    def _run_blocks(self, blocks: nn.ModuleList, h: torch.Tensor, biases: list[torch.Tensor] | None) -> torch.Tensor:
+        """``blocks`` in turn; ``biases``: one attention bias per block (`RelativePositionBias`) or None."""
+        for i, block in enumerate(blocks):
+            bias = None if biases is None else biases[i]
             if self.config.grad_checkpointing and self.training:
-                h = checkpoint(block, h, use_reentrant=False)
+                h = checkpoint(block, h, bias, use_reentrant=False)
             else:
-                h = block(h)
+                h = block(h, bias)
         return h
 
     # -------------------------------------------------------------------------------- channel head

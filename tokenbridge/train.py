@@ -34,6 +34,7 @@ from torch import nn
 
 from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ImageFolderDataset, ShapesDataset
+from tokenbridge.generator import POSITION_BIASES
 from tokenbridge.pipeline import pick_device
 
 # ------------------------------------------------------------------------------------------------
@@ -43,7 +44,10 @@ from tokenbridge.pipeline import pick_device
 
 @dataclass
 class LoopSettings:
-    """Optimization and bookkeeping; ``batch_size`` is global (split across DDP ranks)."""
+    """Optimization and bookkeeping; ``batch_size`` is global (split across DDP ranks).
+
+    ``precision="bf16"`` runs the forward pass under bf16 autocast (weights, optimizer and EMA stay
+    fp32): ~1.5x faster steps on a CPU with avx512_bf16, and the usual choice on a GPU."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -56,6 +60,7 @@ class LoopSettings:
     checkpoint_every: float = 300.0
     log_every: int = 10
     device: str = "auto"
+    precision: str = "fp32"
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Task:
     data_description: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     """Stored in the exported model file next to its config (e.g. class names)."""
+    lr_scales: dict = field(default_factory=dict)
+    """Learning-rate multipliers by parameter-name prefix (see `parameter_groups`)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,6 +129,17 @@ def lr_at(step: int, settings: LoopSettings) -> float:
         return settings.lr * (step + 1) / settings.warmup_steps
     progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
     return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, lr_scales: dict[str, float]) -> list[dict]:
+    """AdamW groups: weight decay on matrices and tables only (not on biases and norms), and the
+    learning rate times ``lr_scales[prefix]`` for parameters whose name starts with ``prefix``."""
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
+        scale = next((s for prefix, s in lr_scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault((scale, p.dim() < 2), []).append(p)
+    return [{"params": groups[key], "weight_decay": 0.0 if key[1] else weight_decay, "lr_scale": key[0]}
+            for key in sorted(groups)]  # without lr_scales: [matrices, the rest], as before
 
 
 @torch.no_grad()
@@ -186,10 +204,8 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         torch.manual_seed(settings.seed)
         model = task.build_model().to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    decay_params = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay_params, "weight_decay": settings.weight_decay},
-                                   {"params": other_params, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.95))  # fmt: skip
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay, task.lr_scales), lr=settings.lr,
+                                  betas=(0.9, 0.95))  # fmt: skip
     start, wall, history = 0, 0.0, []
     model_config = json.loads(json.dumps(task.model_config(model)))  # plain lists, as a state file holds them
     if resume and state_path.exists():
@@ -224,14 +240,15 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     model.train()
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, settings)
+            group["lr"] = lr_at(step, settings) * group["lr_scale"]
         batch = [t.to(device) for t in batches(step)]
         generator = step_generator(settings.seed, step, rank, device)
         # Dropout draws from torch's global RNG: seed it per step inside a fork, so a resumed run
         # repeats the same masks and nothing outside this loop sees the change.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(generator.initial_seed())
-            loss, logs = task.loss(net, batch, generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+                loss, logs = task.loss(net, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip > 0:
@@ -405,7 +422,7 @@ def latent_cache(args) -> "LatentDataset":
         subset = torch.utils.data.Subset(images, range(min(args.num_images, len(images))))
         subset.classes = images.classes
         subset.description = {**getattr(images, "description", {}), "num_samples": len(subset)}
-        cache_latents(vae.encode_latents, subset, path, device=pick_device(args.device),
+        cache_latents(vae.encode_latents, subset, path, device=pick_device(args.device), num_workers=args.workers,
                       info={"vae": str(args.vae), "scale_factor": vae.config.scale_factor})  # fmt: skip
     return LatentDataset(path)
 
@@ -427,6 +444,11 @@ def generator_task(args) -> Task:
     overrides = {"channel_order": tuple(order.tolist()), "class_num": max(cache.num_classes, 1)}
     if args.dropout is not None:
         overrides.update(attn_dropout=args.dropout, proj_dropout=args.dropout)
+    if args.position_bias is not None:
+        overrides["position_bias"] = args.position_bias
+    if args.mask_ratio_min is not None:
+        overrides["mask_ratio_min"] = args.mask_ratio_min
+    lr_scales = {} if args.head_lr_scale == 1.0 else {"channel_heads.": args.head_lr_scale}
     with torch.device("meta"):
         quantizer = GENERATORS[args.preset](**overrides).quantizer
     indices = quantizer.quantize(patchify(latents, config.patch_size))  # [N, L, C] uint8, VAE channel order
@@ -460,6 +482,7 @@ def generator_task(args) -> Task:
         data_description={"latents": cache.metadata, "channel_order": args.channel_order, "preset": args.preset,
                           "head_positions": args.head_positions},
         extra={"classes": cache.classes},
+        lr_scales=lr_scales,
     )
 
 
@@ -486,18 +509,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--classifier", default="assets/classifier.safetensors", help="for the export metrics")
     parser.add_argument("--latents", help="latent cache (generator; written from --vae when missing)")
     parser.add_argument("--num-images", type=int, default=50_000, help="images encoded into a new latent cache")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes rendering/reading images for a new latent cache (0: in the main process)")
     parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
     parser.add_argument("--head-positions", type=int, default=None,
                         help="generator: masked positions per image fed to the channel head (default: all)")
     parser.add_argument("--dropout", type=float, default=None,
                         help="generator: attention and projection dropout (default: the preset's, 0.1 as official)")
+    parser.add_argument("--position-bias", choices=POSITION_BIASES, default=None,
+                        help="generator: 'relative' adds a learned 2-D relative position bias to the backbone "
+                             "(default: the preset's; 'none' as official)")
+    parser.add_argument("--mask-ratio-min", type=float, default=None,
+                        help="generator: least fraction of tokens masked in training (default: the preset's, 0.7)")
+    parser.add_argument("--head-lr-scale", type=float, default=1.0,
+                        help="generator: learning rate of the channel head's output layers (channel_heads) times this; "
+                             "they must grow large to separate 64 close levels, which a common rate makes slow")
     parser.add_argument("--eval-samples", type=int, default=500, help="samples per order in the export metrics")
     parser.add_argument("--kl-weight", type=float, default=5e-4,
                         help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
     parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
     defaults = LoopSettings()
     for name, value in vars(defaults).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        choices = ("fp32", "bf16") if name == "precision" else None
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, choices=choices)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.preset is None:
@@ -505,12 +539,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("steps", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.workers < 0:
+        parser.error("--workers must be >= 0")
     if args.head_positions is not None and args.head_positions < 1:
         parser.error("--head-positions must be >= 1")
-    if args.lr <= 0:
-        parser.error("--lr must be > 0")
+    if args.lr <= 0 or args.head_lr_scale <= 0:
+        parser.error("--lr and --head-lr-scale must be > 0")
     if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.mask_ratio_min is not None and not 0.0 <= args.mask_ratio_min < 1.0:
+        parser.error(f"--mask-ratio-min must be in [0, 1), got {args.mask_ratio_min}")
     return args
 
 

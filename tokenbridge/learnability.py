@@ -1,0 +1,133 @@
+"""Learnability harness: how fast a generator training recipe learns to use its context.
+
+    python -m tokenbridge.experiments learnability --steps 400 -- --lr 3e-3 --position-bias relative
+
+A recipe is a list of ``tokenbridge.train generator`` arguments. It is trained for a few hundred
+steps on the cached shapes latents (the real task: a token model costs the same per step whatever
+its tokens mean, so a proxy task would not be faster), then measured on held-out images:
+
+- held-out cross-entropy by the number of known tokens (teacher-forced, nats per channel, and the
+  first generated channel alone): a model that uses its context gets better as more is known;
+  one that treats the context as a bag of values stops improving after a few tokens;
+- the copy test: one position masked, every other one known; the probability the model gives the
+  true index of the first generated channel (median over images);
+- the class accuracy of samples (both sampling orders), the number the quality bar is about.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tokenbridge import checkpoints
+from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+from tokenbridge.generator import TokenBridge, patchify
+
+KNOWN_COUNTS = (0, 4, 8, 16, 32, 48)
+"""Numbers of known tokens at which held-out CE is measured (training sees 0 to 30% known)."""
+
+
+def train_recipe(recipe: list[str], steps: int, out_dir: Path, latents: str) -> tuple[TokenBridge, dict]:
+    """Train ``tokenbridge.train generator <recipe>`` for ``steps`` steps in ``out_dir``; the EMA
+    model and the run's info. The recipe may not set ``--steps``, ``--out`` or ``--latents``."""
+    from tokenbridge import train
+
+    for reserved in ("--steps", "--out", "--latents", "--export", "--resume"):
+        if reserved in recipe:
+            raise ValueError(f"the recipe may not set {reserved}: the harness sets it")
+    args = train.parse_args(["generator", "--out", str(out_dir), "--latents", latents, "--steps", str(steps),
+                             "--no-progress", *recipe])  # fmt: skip
+    settings = train.LoopSettings(**{k: getattr(args, k) for k in vars(train.LoopSettings())})
+    return train.train(train.generator_task(args), settings, out_dir, progress=False)
+
+
+@torch.no_grad()
+def masked_cross_entropy(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor,
+                         mask_BN: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Teacher-forced CE ``[M, C]`` (nats; generation order) at the masked positions of ``mask_BN``
+    given the unmasked ones; no label drop, no dropout."""
+    model.eval()
+    z_BND = model.forward_backbone(model.dequantize(indices_BNC), labels_B, mask_BN)
+    order = torch.tensor(model.config.generation_order, device=indices_BNC.device)
+    targets_MC = indices_BNC[mask_BN].long()[:, order]
+    logits_MCV = model.forward_channel_head(z_BND[mask_BN], targets_MC)
+    return F.cross_entropy(logits_MCV.flatten(0, 1).float(), targets_MC.flatten(), reduction="none").view_as(targets_MC)
+
+
+def random_mask(batch: int, seq_len: int, known: int, generator: torch.Generator) -> torch.Tensor:
+    """``[B, N]`` bool, True = unknown: ``known`` positions per row are known, drawn uniformly."""
+    order_BN = torch.rand(batch, seq_len, generator=generator).argsort(dim=1)
+    return torch.ones(batch, seq_len, dtype=torch.bool).scatter_(1, order_BN[:, :known], False)
+
+
+def cross_entropy_by_known(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor,
+                           known_counts=KNOWN_COUNTS, seed: int = 0) -> dict:  # fmt: skip
+    """``{known: {"ce": all channels, "ce_first": first generated channel}}`` on held-out tokens,
+    the same masks for every model (drawn from ``seed``)."""
+    generator = torch.Generator().manual_seed(seed)
+    result = {}
+    for known in known_counts:
+        mask_BN = random_mask(len(indices_BNC), model.config.seq_len, known, generator)
+        ce_MC = masked_cross_entropy(model, indices_BNC, labels_B, mask_BN)
+        result[known] = {"ce": round(float(ce_MC.mean()), 4), "ce_first": round(float(ce_MC[:, 0].mean()), 4)}
+    return result
+
+
+def copy_test(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, seed: int = 0) -> dict:
+    """One position per image masked, all others known: the median probability of the true index
+    of the first generated channel, and the mean CE of that channel."""
+    n = model.config.seq_len
+    mask_BN = random_mask(len(indices_BNC), n, n - 1, torch.Generator().manual_seed(seed))
+    ce_first_M = masked_cross_entropy(model, indices_BNC, labels_B, mask_BN)[:, 0]
+    return {"median_p_first": round(float(torch.exp(-ce_first_M).median()), 4),
+            "ce_first": round(float(ce_first_M.mean()), 4)}  # fmt: skip
+
+
+def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int = 200) -> dict:
+    """Every measure of the module docstring for one trained model."""
+    from tokenbridge.evaluate import generation_metrics
+    from tokenbridge.pipeline import Pipeline
+
+    if model.config.class_num != len(ShapesDataset.classes):
+        raise ValueError(f"the harness measures on held-out shapes ({len(ShapesDataset.classes)} classes); the model "
+                         f"has {model.config.class_num}: train it on shapes latents")  # fmt: skip
+    pipe = Pipeline(vae, model, classes=ShapesDataset.classes, device="cpu")
+    data = ShapesDataset(heldout, seed=HELDOUT_SEED, size=pipe.image_size)
+    images, labels = (torch.stack(column) for column in zip(*[data[i] for i in range(heldout)]))
+    indices = pipe.quantize(patchify(pipe.encode(images), model.config.patch_size)).long()
+    out = {"ce_by_known": cross_entropy_by_known(model, indices, labels),
+           "copy_test": copy_test(model, indices, labels)}
+    if samples:
+        out["class_accuracy"] = {order: generation_metrics(pipe, classifier, samples, order=order)["class_accuracy"]
+                                 for order in ("random", "confidence")}  # fmt: skip
+    return out
+
+
+def run(recipe: list[str], steps: int, latents: str, vae_path: str, classifier_path: str,
+        heldout: int = 500, samples: int = 200, out_dir: str | None = None) -> dict:  # fmt: skip
+    """Train ``recipe`` for ``steps`` steps (in ``out_dir``, or a temporary folder) and `report`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model, info = train_recipe(recipe, steps, Path(out_dir or tmp), latents)
+    vae = checkpoints.load_model(vae_path, kind="vae")
+    classifier = checkpoints.load_model(classifier_path, kind="classifier")
+    return {"recipe": recipe, "steps": steps, "wall_time_s": info["wall_time_s"],
+            **report(model.float().cpu(), vae, classifier, heldout, samples)}
+
+
+def format_report(result: dict) -> str:
+    """A few lines for the terminal: CE by known tokens, the copy test, the class accuracy."""
+    known = result["ce_by_known"]
+    lines = [f"recipe: {' '.join(result['recipe']) or '(defaults)'}; {result['steps']} steps, "
+             f"{result['wall_time_s']:.0f} s",
+             "known tokens      " + " ".join(f"{k:>6}" for k in known),
+             "held-out CE       " + " ".join(f"{v['ce']:>6.3f}" for v in known.values()),
+             "  first channel   " + " ".join(f"{v['ce_first']:>6.3f}" for v in known.values()),
+             f"copy test: median p(first channel) {result['copy_test']['median_p_first']:.3f}, "
+             f"CE {result['copy_test']['ce_first']:.3f}"]  # fmt: skip
+    if "class_accuracy" in result:
+        acc = result["class_accuracy"]
+        lines.append(f"class accuracy: random {acc['random']:.1%}, confidence {acc['confidence']:.1%}")
+    return "\n".join(lines)
