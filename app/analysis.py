@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ import torch
 from tokenbridge import spectral
 from tokenbridge.data import CLASS_NAMES, HELDOUT_SEED, TRAIN_SEED, ShapesDataset, load_image, to_uint8_image
 from tokenbridge.metrics import psnr
-from tokenbridge.pipeline import Pipeline
+from tokenbridge.pipeline import EMBEDDED, Pipeline
 from tokenbridge.quantizer import GaussianQuantizer, QuantizerStats
 
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -156,3 +157,20 @@ def quantizer_report(pipeline: Pipeline, calibration: Calibration, image_3HW: to
         u_image=q.normalize(latents).movedim(1, 0).reshape(c, -1),
         u_calibration=q.normalize(calibration.latents).movedim(1, 0).reshape(c, -1),
     )
+
+
+def uses_embedded_vae(pipeline: Pipeline) -> bool:
+    """Whether ``pipeline``'s VAE is the embedded one (assets/, trained on the shapes only)."""
+    vae = pipeline.source.get("vae")
+    return vae is not None and Path(vae).resolve() == EMBEDDED["vae"].resolve()
+
+
+def photo_note(pipeline: Pipeline, source: str, psnr_continuous: float) -> str:
+    """What the Quantizer tab says beside the result of a non-shapes image ("uploaded image") on
+    the embedded VAE: it reconstructs photos blurrily, hiding the quantizer's effect; "" otherwise."""
+    if source == "shapes sample" or not uses_embedded_vae(pipeline):
+        return ""
+    return (f"**Note:** the embedded VAE was trained on the shapes data only, so a photo reconstructs "
+            f"blurrily (this image: {psnr_continuous:.2f} dB PSNR from the continuous latents) and the "
+            f"quantizer's effect is hidden under that blur. For the official VAE, start the app with "
+            f"`python app/main.py --vae kl16.ckpt`.")  # fmt: skip

@@ -35,7 +35,7 @@ from app.state import (  # noqa: E402
     CFG_RANGE, GUMBEL_RANGE, MAX_BATCH, MAX_SEED, TEMPERATURE_RANGE, UNCONDITIONAL, ChannelImage, Run, Session,
     Settings, choice, integer,
 )  # fmt: skip
-from tokenbridge import spectral  # noqa: E402
+from tokenbridge import cli, spectral  # noqa: E402
 from tokenbridge.data import CLASS_NAMES, from_uint8_image, image_grid, to_uint8_image  # noqa: E402
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline  # noqa: E402
 from tokenbridge.quantizer import ASSIGN_RULES, CALIBRATIONS  # noqa: E402
@@ -296,7 +296,8 @@ def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
         usage = figures.bin_usage(stats.usage.numpy(), stats.entropy_bits.numpy(), levels,
                                   f"bin usage on the calibration batch ({calibration.count} training shapes)")
         images = enlarge(r.original), enlarge(r.continuous), enlarge(r.quantized)
-        return *images, metrics, figures.error_maps(err), hist, usage
+        note = analysis.photo_note(pipeline, source, r.psnr_continuous)
+        return *images, metrics, figures.error_maps(err), hist, usage, note
 
     # ---------------------------------------------------------------- layout
     with gr.Blocks(title="TokenBridge Lab", analytics_enabled=False) as demo:
@@ -352,6 +353,11 @@ def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
                                          buttons=["download", "download_all", "fullscreen"],
                                          elem_id="gallery")  # fmt: skip
 
+        with gr.Tab("Edit", id="edit"):
+            from app.tabs import edit as edit_tab  # the first tab split out into app/tabs/
+
+            edit_tab.build(pipeline, session, user_errors)
+
         with gr.Tab("Channels", id="channels"):
             gr.Markdown("Channels are generated one after another in the model's order (structure first). "
                         "Pick an image, then see what each added channel contributes.")  # fmt: skip
@@ -405,6 +411,7 @@ def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
                         q_original = gr.Image(label="original", interactive=False, format="png", height=220)
                         q_cont = gr.Image(label="continuous latents", interactive=False, format="png", height=220)
                         q_quant = gr.Image(label="quantized latents", interactive=False, format="png", height=220)
+                    q_note = gr.Markdown("", elem_id="quantizer-note")  # a photo on the embedded VAE: why it blurs
                     q_metrics = gr.Markdown("", label="metrics", elem_id="quantizer-metrics")
                     q_error = gr.Plot(label="error maps")
                     q_hist = gr.Plot(label="histogram and bin edges")
@@ -430,17 +437,18 @@ def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
                           trigger_mode="always_last", show_progress="hidden")  # fmt: skip
         view.input(show_step, [step_slider, view, session], shown, api_name=False, trigger_mode="always_last",
                    show_progress="hidden")  # fmt: skip
-        ch_load.click(load_channels, [ch_source, ch_shape, ch_number, ch_upload, ch_generated, session],
-                      [ch_image, ch_dist, ch_info, ch_strip, ch_heatmaps, ch_lowfreq, ch_row, ch_col, current],
-                      api_name="channels")  # fmt: skip
+        ch_picked = [ch_source, ch_shape, ch_number, ch_upload, ch_generated, session]
+        ch_shown = [ch_image, ch_dist, ch_info, ch_strip, ch_heatmaps, ch_lowfreq, ch_row, ch_col, current]
+        ch_load.click(load_channels, ch_picked, ch_shown, api_name="channels")
+        demo.load(load_channels, ch_picked, ch_shown, api_name=False)  # open with the default shapes sample shown
         ch_row.input(show_position, [ch_row, ch_col, current], [ch_image, ch_dist], api_name="position",
                      trigger_mode="always_last")  # fmt: skip
         ch_col.input(show_position, [ch_row, ch_col, current], [ch_image, ch_dist], api_name=False,
                      trigger_mode="always_last")  # fmt: skip
         ch_image.select(click_position, [current], [ch_row, ch_col, ch_image, ch_dist], api_name=False)
         q_inputs = [q_source, q_shape, q_number, q_upload, q_levels, q_assign, q_calib, q_channel]
-        q_btn.click(quantize, q_inputs, [q_original, q_cont, q_quant, q_metrics, q_error, q_hist, q_usage],
-                    api_name="quantize")  # fmt: skip
+        q_btn.click(quantize, q_inputs, [q_original, q_cont, q_quant, q_metrics, q_error, q_hist, q_usage,
+                                         q_note], api_name="quantize")  # fmt: skip
     return demo
 
 
@@ -475,16 +483,22 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="TokenBridge Lab: the interactive app.")
+    """The app's arguments, each checked (ports, device, weight files by content) before anything loads."""
+    p = cli.ArgumentParser(prog="python app/main.py", description="TokenBridge Lab: the interactive app.")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="first port to try (default: 7860; the next "
-                   "free one is used if taken)")  # fmt: skip
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--port", type=cli.number(int, 1, 65535), default=DEFAULT_PORT,
+                   help="first port to try (default: 7860; the next free one is used if taken)")
+    p.add_argument("--device", type=cli.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--vae", help="VAE weights (our .safetensors or the official kl16.ckpt) instead of the embedded")
     p.add_argument("--generator", help="generator weights (our .safetensors or an official checkpoint-last.pth)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
-    p.add_argument("--concurrency", type=int, default=2, help="requests of one kind served at once (default 2)")
-    return p.parse_args(argv)
+    p.add_argument("--concurrency", type=cli.number(int, 1), default=2,
+                   help="requests of one kind served at once (default 2)")
+    args = p.parse_args(argv)
+    for kind in ("vae", "generator"):
+        if getattr(args, kind) is not None:
+            cli.check(p, f"--{kind}", cli.pipeline_file, getattr(args, kind), kind)
+    return args
 
 
 def load_pipeline(args: argparse.Namespace) -> Pipeline:

@@ -3,6 +3,7 @@ they make the README screenshot.
 
     python app/screenshot.py assets/app_screenshot.png            # serves the embedded model itself
     python app/screenshot.py shot.png --url http://127.0.0.1:7860  # an app that is already running
+    python app/screenshot.py assets/app_edit_screenshot.png --tab edit   # the Edit tab after one edit
 
 Needs the ``playwright`` Python package and a system Chromium at ``/usr/bin/chromium``
 (``apt-get install -y chromium``); Playwright's own browser download is never used.
@@ -80,9 +81,33 @@ def generate(page, order: str = "confidence", steps: int | None = None, batch: i
     page.wait_for_timeout(500)  # let the plots finish drawing
 
 
+def edit(page, region: str = "2:6,2:6", order: str = "confidence", class_name: str | None = None,
+         timeout_s: float = 300) -> None:  # fmt: skip
+    """Open the Edit tab, Load its image (a shapes sample by default), type the cells ``region``,
+    pick the order (and class), press Edit and wait for before / after."""
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-load").click()
+    page.locator("#edit-image img").wait_for(timeout=timeout_s * 1000)
+    box = page.locator("#edit-region textarea")
+    box.fill(region)
+    box.press("Enter")
+    page.locator("#edit-order").get_by_text(order, exact=True).click()
+    if class_name is not None:
+        page.locator("#edit-class input").fill(class_name)
+        page.locator("#edit-class input").press("Enter")
+    before = page.evaluate("() => document.querySelector('#edit-after img')?.src ?? null")
+    page.locator("#edit-btn").click()
+    page.wait_for_function("""before => {
+        const after = document.querySelector('#edit-after img');
+        return after && after.src !== before && document.querySelector('#edit-status').innerText.includes('done');
+    }""", arg=before, timeout=timeout_s * 1000)  # a new after image: this edit's, not the previous one
+    page.wait_for_timeout(500)  # let the plots finish drawing
+
+
 def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str = "confidence",
-                    batch: int = 8) -> Path:  # fmt: skip
-    """Full-page screenshot of the Generate tab after a full run, written to ``path`` (PNG).
+                    batch: int = 8, tab: str = "generate") -> Path:  # fmt: skip
+    """Full-page screenshot after a full run, written to ``path`` (PNG): of the Generate tab, or
+    with ``tab="edit"`` of the Edit tab after re-sampling the centre 4×4 cells of a shapes sample.
 
     Without ``url`` the embedded app is served here first (needs the shipped weights).
     """
@@ -96,7 +121,10 @@ def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str 
         url = launch(server)
     try:
         with browser_page(url) as (page, _):
-            generate(page, order=order, batch=batch)
+            if tab == "edit":
+                edit(page, order=order)
+            else:
+                generate(page, order=order, batch=batch)
             path.parent.mkdir(parents=True, exist_ok=True)
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(path), full_page=True)
@@ -107,18 +135,20 @@ def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Save a screenshot of the app after one generation.")
+    p = argparse.ArgumentParser(description="Save a screenshot of the app after one generation (or one edit).")
     p.add_argument("path", help="PNG file to write, e.g. assets/app_screenshot.png")
     p.add_argument("--url", help="an app already running (default: serve the embedded one here)")
     p.add_argument("--order", default="confidence", choices=("random", "confidence"))
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--tab", default="generate", choices=("generate", "edit"),
+                   help="edit: the Edit tab after one edit (assets/app_edit_screenshot.png)")
     args = p.parse_args(argv)
     reason = unavailable()
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 2
     try:
-        print(save_screenshot(args.path, args.url, args.order, args.batch))
+        print(save_screenshot(args.path, args.url, args.order, args.batch, args.tab))
     except (FileNotFoundError, ValueError) as e:  # e.g. the embedded weights are missing
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Shared pytest settings: a CI hypothesis profile (no deadline; 2 slow cores) and a GPU marker."""
+"""Shared pytest settings: a CI hypothesis profile (no deadline; 2 slow cores), a GPU marker, and
+the `seeded` model builder."""
 
 import pytest
 import torch
@@ -15,3 +16,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def seeded():
+    """``seeded(build, seed=0)``: the module ``build()`` returns, its random init drawn from
+    ``seed`` (the global RNG restored afterwards), in eval mode."""
+
+    def build_seeded(build, seed=0):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return build().eval()
+
+    return build_seeded

@@ -20,13 +20,14 @@ import pytest
 import torch
 from PIL import Image
 
+from app import analysis
 from app.main import build_demo, launch, load_pipeline, parse_args
 from app.state import PREVIEW_BUDGET_BYTES, Run, Settings
 from tokenbridge import generator as generators
 from tokenbridge import vae as vaes
 from tokenbridge.checkpoints import save_model
 from tokenbridge.data import CLASS_NAMES, to_uint8_image
-from tokenbridge.pipeline import Pipeline
+from tokenbridge.pipeline import EMBEDDED, Pipeline
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")  # inside gradio
@@ -115,7 +116,8 @@ SAMPLER = dict(num_steps=4, cfg=3.0, cfg_schedule="linear", cfg_mode="feature", 
 
 def test_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/generate", "/step", "/show_step", "/channels", "/position", "/quantize"} <= names
+    assert {"/generate", "/step", "/show_step", "/channels", "/position", "/quantize", "/edit_load", "/edit",
+            "/edit_result"} <= names  # fmt: skip
 
 
 NON_DEFAULT = [  # every setting away from SAMPLER_DEFAULTS in one of the two, so none can be dropped
@@ -207,6 +209,23 @@ def test_channels_of_a_shapes_sample(client, pipeline):
     assert_same_images(strip[-1], to_uint8_image(pipeline.reconstruct(image[None], quantized=False))[0])
 
 
+def test_channels_tab_opens_with_the_default_shapes_sample(pipeline):
+    """The page's load event fills the Channels panels with the tab's default image (no Load pressed)."""
+    demo = build_demo(pipeline, calibration_images=4)
+    on_open = [f for f in demo.fns.values() if any(event == "load" for _, event in f.targets)]
+    loads = [f for f in on_open if any(getattr(o, "elem_id", None) == "channels-image" for o in f.outputs)]
+    assert len(loads) == 1, "one load event shows the Channels image"
+    inputs = [block.value for block in loads[0].inputs]
+    assert inputs[:3] == ["shapes sample", CLASS_NAMES[3], 0]  # the tab's own defaults
+    out = loads[0].fn(*inputs)
+    from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+
+    image = ShapesDataset(1, seed=HELDOUT_SEED, offset=3)[0][0]  # shapes sample 0 of class 3
+    assert np.array_equal(out[-1].image, to_uint8_image(image)) and out[0].shape == (256, 256, 3)
+    assert f"held-out shapes sample 0 of class {CLASS_NAMES[3]!r}" in out[2] and len(out[3]) == 16
+    demo.close()
+
+
 def test_channels_of_a_generated_image_show_the_sampling_distributions(client):
     client.predict(*controls(sampling_order="random", seed=7), api_name="/generate")
     out = client.predict("generated image", "star", 0, None, 2, api_name="/channels")
@@ -259,8 +278,100 @@ def test_upload_any_mode_and_orientation(client, tmp_path):
     for path in (rgba, grey):
         out = quantize(client, 64, source="uploaded image", upload=gradio_client.handle_file(str(path)))
         assert png(out[0]).shape == (256, 256, 3)
+        assert out[7] == "", "a VAE given on the command line: no note about the embedded one"
     out = client.predict("uploaded image", "star", 0, gradio_client.handle_file(str(grey)), 1, api_name="/channels")
     assert "uploaded image" in out[2]
+
+
+# ------------------------------------------------------------------------------------------------
+# Edit tab
+# ------------------------------------------------------------------------------------------------
+
+# cells, class of the region, order, seed, steps, CFG scale
+EDIT = ["2:6,2:6", "heart", "confidence", 0, 4, 3.0]
+
+
+def edit_load(client, source="shapes sample", shape="star", number=2, generated=1, region="2:6,2:6"):
+    return client.predict(source, shape, number, None, generated, region, api_name="/edit_load")
+
+
+def region(text: str) -> torch.Tensor:
+    from app.tabs.edit import parse_region
+
+    return torch.from_numpy(parse_region(text, 8))
+
+
+def edited_image(pipeline, tokens_NC, cells: str, **kw) -> tuple[np.ndarray, int]:
+    """The pipeline's edit of ``tokens_NC``, as the app shows it (enlarged ×4), and the cells changed."""
+    edited = pipeline.edit_tokens(tokens_NC[None], region(cells), **kw)
+    image = to_uint8_image(pipeline.decode(pipeline.tokens_to_latents(edited.long())))[0]
+    changed = int((edited[0].long() != tokens_NC.long()).any(dim=-1).sum())
+    return image.repeat(4, axis=0).repeat(4, axis=1), changed
+
+
+def test_region_text_round_trips():
+    from app.tabs.edit import format_region, parse_region
+
+    assert format_region(parse_region("2:6,2:6", 8)) == "2:6,2:6"
+    assert format_region(parse_region(":,3; 0,0", 8)) == "0,0; 0:8,3"
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        cells = rng.random((8, 8)) < 0.3
+        assert np.array_equal(parse_region(format_region(cells), 8), cells)
+    for bad, message in [("2:9,0:3", "leaves the 8×8 token grid"), ("2-6", "ROWS,COLUMNS"), ("x,1", "cannot read")]:
+        with pytest.raises(ValueError, match=message):
+            parse_region(bad, 8)
+
+
+def test_edit_streams_the_region_and_ends_with_the_pipelines_edit(client, pipeline):
+    from app import analysis
+
+    shown = edit_load(client)
+    assert png(shown[0]).shape == (256, 256, 3) and "shapes sample 2 of 'star'" in shown[1]
+    job = client.submit(*EDIT, api_name="/edit")
+    final = job.result(timeout=300)
+    outputs = job.outputs()
+    assert len(outputs) == 4, "one streamed update per step"
+    for k, out in enumerate(outputs, start=1):
+        assert f"step {k} / 4" in out[1] and png(out[0]).shape == (256, 256, 3)
+    assert all(out[5] is None for out in outputs[:-1]), "the after image comes at the end"
+    assert "0 of 16 selected cells still masked" in final[1] and "done" in final[1]
+    states = array(plot_data(final[2])[0]["z"])
+    assert (states[region("2:6,2:6").numpy()] > 0).all() and (states == 0).sum() == 0
+    tokens = pipeline.encode_tokens(analysis.shapes_image(pipeline, "star", 2)[None])[0]
+    want, changed = edited_image(pipeline, tokens, "2:6,2:6", labels=[8], seed=0, num_steps=4, cfg=3.0,
+                                 order="confidence")  # fmt: skip
+    assert f"{changed} cell(s) changed" in final[1] and changed > 8
+    before, after = png(final[4]), png(final[5])
+    assert before.shape == after.shape == (256, 256, 3)
+    assert_same_images(after[:64], want[:64])  # rows 0-1 of the grid: no outline there
+    assert_same_images(after[96:160, 96:160], want[96:160, 96:160])  # inside the region
+
+
+def test_edit_a_generated_image_in_random_order_then_edit_the_result(client, pipeline):
+    client.predict(*controls(sampling_order="random", seed=7), api_name="/generate")
+    shown = edit_load(client, source="generated image", generated=2, region="0,0; 7,7")
+    assert "generated image 2 (seed 8)" in shown[1]
+    final = client.predict("0,0; 7,7", "(unconditional)", "random", 5, 8, 1.0, api_name="/edit")
+    assert "step 2 / 2" in final[1] and "done" in final[1], "steps capped at the 2 selected cells"
+    sampler = {**SAMPLER, "order": "random"}
+    tokens = pipeline.generate_tokens([0, 0], seed=7, batch_size=2, **sampler)[1]
+    want, _ = edited_image(pipeline, tokens, "0,0; 7,7", labels=None, seed=5, num_steps=2, cfg=1.0, order="random")
+    assert_same_images(png(final[5])[64:192], want[64:192])  # away from the two corner cells' outlines
+    again = client.predict("3,3", api_name="/edit_result")
+    assert "the edit of generated image 2" in again[1]
+    assert "done" in client.predict("3,3", "heart", "random", 0, 8, 3.0, api_name="/edit")[1]
+
+
+def test_edit_without_a_selected_cell_says_so_and_the_server_keeps_serving(server):
+    client = gradio_client.Client(server, verbose=False)
+    edit_load(client, region="")
+    for empty in ("", " ; "):
+        with pytest.raises(AppError, match="no cell selected: click cells on the image") as info:
+            client.predict(empty, "heart", "random", 0, 4, 3.0, api_name="/edit")
+        assert "Traceback" not in str(info.value)
+    assert "done" in client.predict("3,3", "heart", "random", 0, 4, 3.0, api_name="/edit")[1]
+    assert "step 1 / 4" in client.predict(*controls(), api_name="/step")[1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,6 +416,15 @@ BAD = [
         str(f["text"])), 64, "nearest", "fixed", "c0"], "cannot read image"),
     ("20 megapixels", "/channels", lambda f: ["uploaded image", "star", 0, gradio_client.handle_file(
         str(f["huge"])), 1], "megapixels"),
+    ("edit before loading", "/edit", lambda f: EDIT, "no image loaded: pick an image and press Load"),
+    ("edit a generated image before generating", "/edit_load",
+     lambda f: ["generated image", "star", 0, None, 1, ""], "no finished generation"),
+    ("edit cells off the grid", "/edit_load", lambda f: ["shapes sample", "star", 0, None, 1, "2:9,0:3"],
+     "leaves the 8×8 token grid"),
+    ("edit unreadable cells", "/edit_load", lambda f: ["shapes sample", "star", 0, None, 1, "2-6"], "ROWS,COLUMNS"),
+    ("edit result before editing", "/edit_result", lambda f: [""], "nothing edited yet"),
+    ("edit with no upload", "/edit_load", lambda f: ["uploaded image", "star", 0, None, 1, ""],
+     "upload an image first"),
     ("11 MB upload", "/quantize", lambda f: ["uploaded image", "circle", 0, gradio_client.handle_file(
         str(f["big"])), 64, "nearest", "fixed", "c0"], None),
 ]  # fmt: skip
@@ -350,13 +470,34 @@ def test_four_clients_generating_at_once_get_their_own_images(server, pipeline):
     assert_same_images(images[2], expected_images(pipeline, 0, 11, 1, **{**SAMPLER, "num_steps": 3})[0])
 
 
-def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generate(pipeline):
-    demo = build_demo(Pipeline(pipeline.vae, device="cpu"), calibration_images=4)
+def test_photo_note_only_for_a_non_shapes_image_on_the_embedded_vae(pipeline, tmp_path):
+    embedded = Pipeline(pipeline.vae, device="cpu", source={"vae": str(EMBEDDED["vae"])})
+    note = analysis.photo_note(embedded, "uploaded image", 15.734)
+    assert analysis.uses_embedded_vae(embedded)
+    for part in ("trained on the shapes", "blurrily", "15.73 dB", "hidden under that blur",
+                 "`python app/main.py --vae kl16.ckpt`"):  # fmt: skip
+        assert part in note, part
+    assert analysis.photo_note(embedded, "shapes sample", 15.7) == ""  # what it was trained on
+    other = Pipeline(pipeline.vae, device="cpu", source={"vae": str(tmp_path / "vae.safetensors")})
+    assert not analysis.uses_embedded_vae(other) and analysis.photo_note(other, "uploaded image", 15.7) == ""
+    assert analysis.photo_note(pipeline, "uploaded image", 15.7) == ""  # built in code: no source
+
+
+def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generate(pipeline, tmp_path):
+    # its source names the embedded VAE file (the weights are the test's): a photo gets the note
+    demo = build_demo(Pipeline(pipeline.vae, device="cpu", source={"vae": str(EMBEDDED["vae"])}), calibration_images=4)
     url = launch(demo)
     try:
         client = gradio_client.Client(url, verbose=False)
         out = client.predict("shapes sample", "ring", 0, None, 16, "interval", "fixed", "c0", api_name="/quantize")
-        assert len(psnrs(out[3])) == 3
+        assert len(psnrs(out[3])) == 3 and out[7] == ""
+        photo = tmp_path / "photo.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(photo)
+        out = client.predict("uploaded image", "ring", 0, gradio_client.handle_file(str(photo)), 16, "interval",
+                             "fixed", "c0", api_name="/quantize")  # fmt: skip
+        assert f"{psnrs(out[3])[0]:.2f} dB PSNR" in out[7] and "--vae kl16.ckpt" in out[7]
+        with pytest.raises(AppError, match="no generator"):
+            client.predict("shapes sample", "star", 0, None, 1, "2:6,2:6", api_name="/edit_load")
         with pytest.raises(AppError, match="no generator"):
             client.predict("(unconditional)", 0, 1, 1.0, "linear", "feature", 1.0, "random", 0.0, 1, 1,
                            api_name="/step")  # fmt: skip
@@ -371,7 +512,7 @@ def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generat
 
 def test_missing_embedded_weights_exit_2_with_the_message_and_no_traceback(tmp_path):
     missing = tmp_path / "nope.safetensors"
-    result = subprocess.run([sys.executable, str(ROOT / "app" / "main.py"), "--vae", str(missing), "--port", "0"],
+    result = subprocess.run([sys.executable, str(ROOT / "app" / "main.py"), "--vae", str(missing), "--port", "7999"],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr

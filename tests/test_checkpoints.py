@@ -290,3 +290,37 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
 
 def test_builders_include_known_kinds():
     assert {"vae", "classifier"} <= set(checkpoints._builders())
+
+
+# ------------------------------------------------------------------ files told by content, headers, fallbacks
+def test_files_are_told_by_content_and_bad_headers_name_the_file(tmp_path):
+    model = vae.tiny()
+    ours = save_model(model, tmp_path / "vae.safetensors", "vae", model.config.to_dict())
+    official = tmp_path / "kl16.ckpt"
+    torch.save({"model": model.state_dict()}, official)
+    assert checkpoints.file_format(ours) == "safetensors" and checkpoints.file_format(official) == "torch"
+    misnamed = tmp_path / "vae.ckpt"
+    misnamed.write_bytes(ours.read_bytes())
+    with pytest.raises(CheckpointError, match="vae.ckpt' is a safetensors file"):
+        read_torch_checkpoint(misnamed)
+    (tmp_path / "official.safetensors").write_bytes(official.read_bytes())
+    with pytest.raises(CheckpointError, match="official.safetensors' is a torch checkpoint"):
+        load_model(tmp_path / "official.safetensors")
+    bad = tmp_path / "bad_header.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bad), metadata={"tokenbridge": "{not json"})
+    with pytest.raises(CheckpointError, match="bad_header.safetensors'.*not valid JSON"):
+        checkpoints.read_header(bad)
+    assert checkpoints.read_header(ours)["kind"] == "vae"
+
+
+def test_official_generator_without_ema_says_it_falls_back(tmp_path):
+    from tokenbridge import generator
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        state = generator.tokenbridge_tiny(class_num=10).state_dict()
+    path = tmp_path / "checkpoint-last.pth"
+    torch.save({"model": state}, path)
+    with pytest.warns(UserWarning, match="no 'model_ema' weights: falling back to 'model'"):
+        model, _ = checkpoints.load_official_generator(path)
+    assert torch.equal(model.state_dict()["class_emb.weight"], state["class_emb.weight"])

@@ -128,7 +128,7 @@ def test_a_failed_training_stops_with_a_message(tmp_path, monkeypatch):
     assert Path(tmp_path / "runs" / "parallel_head").is_dir()
 
 
-def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path):
+def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path, capsys):
     import json
     import warnings
 
@@ -162,9 +162,14 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
     assert {"class_accuracy", "fd_shapes", "precision", "recall", "heldout_ce"} <= set(row) and len(row["fingerprints"]) == 8
     assert row["heldout_ce"] != row["heldout_ce_reseeded"] and row["quant_levels"] == 64
     pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
+    # stored values (CPU, seed 0 models): the exported row, and the same again from sample_fingerprints
+    sums = [32528, 32799, 31966, 31740, 31531, 31934, 31963, 32597]  # distinct samples, not one repeated image
+    expected = [{"label": i, "predicted": 7, "token_sum": t} for i, t in enumerate(sums)]
+    assert row["fingerprints"] == expected
     again = sample_fingerprints(pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"),
-                                            8, seed=0, order="random")  # fmt: skip
-    assert again == row["fingerprints"]
-    assert len({f["token_sum"] for f in again}) > 1  # distinct samples, not one repeated image
-    with pytest.raises(SystemExit, match="no exported variants"):
+                                8, seed=0, order="random")  # fmt: skip
+    assert again == expected
+    (tmp_path / "none").mkdir()
+    with pytest.raises(SystemExit) as refused:
         experiments.main(["evaluate", "--assets", str(tmp_path / "none"), "--out", str(out)])
+    assert refused.value.code == 2 and "no exported variants" in capsys.readouterr().err

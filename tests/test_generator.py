@@ -386,3 +386,22 @@ def test_relative_position_bias_starts_as_the_official_backbone():
     with torch.no_grad():
         biased.encoder_position_bias.table.normal_()
     assert not torch.allclose(biased.forward_backbone(x, labels, mask), plain.forward_backbone(x, labels, mask))
+
+
+def test_value_loss_adds_the_weighted_regression_error_of_the_masked_values():
+    """``value_loss=w`` adds w × MSE(value_head(z), dequantized values) over the positions the head
+    sees; the same draws give the same cross-entropy part; no weight, no ``value_head``."""
+    assert not hasattr(small_tiny(), "value_head")
+    plain = small_tiny(attn_dropout=0.0, proj_dropout=0.0, label_drop_prob=0.0).eval()
+    aided = small_tiny(attn_dropout=0.0, proj_dropout=0.0, label_drop_prob=0.0, value_loss=0.5).eval()
+    aided.load_state_dict(plain.state_dict(), strict=False)
+    indices = torch.randint(0, 8, (3, 16, 6), generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2])
+    ce = plain(indices, labels, torch.Generator().manual_seed(5), head_positions=4)
+    total = aided(indices, labels, torch.Generator().manual_seed(5), head_positions=4)
+    g = torch.Generator().manual_seed(5)  # the draws of forward, in its order
+    mask = aided.subsample_mask(aided.sample_mask(3, g), 4, g)
+    x = aided.dequantize(indices)
+    z = aided.forward_backbone(x, labels, aided.sample_mask(3, torch.Generator().manual_seed(5)))
+    expected = (aided.value_head(z[mask]) - x[mask]).pow(2).mean()
+    assert torch.allclose(total - ce, 0.5 * expected, atol=1e-5)

@@ -2,8 +2,12 @@
 dependencies, and the README's test command is the one .ci/run executes."""
 
 import re
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from the dev extra `tomli`
+    import tomli as tomllib
 
 import yaml
 

@@ -16,14 +16,9 @@ from tokenbridge.pipeline import Pipeline
 from tokenbridge.vae import small
 
 
-def seeded(build, seed=0):
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return build().eval()
-
 
 @pytest.fixture(scope="module")
-def models():
+def models(seeded):
     return seeded(small), seeded(lambda: tokenbridge_tiny(class_num=10))
 
 
@@ -55,7 +50,7 @@ def test_steps_commit_every_position_once_with_previews(pipe):
     assert torch.allclose(steps[-1].preview, final, atol=1e-5)
 
 
-def test_bad_inputs_name_the_problem(pipe, models):
+def test_bad_inputs_name_the_problem(pipe, models, seeded):
     with pytest.raises(ValueError, match="class 10 out of range"):
         pipe.generate([10])
     with pytest.raises(ValueError, match="class -1 out of range"):
@@ -102,7 +97,7 @@ def test_load_from_files_matches_in_memory(tmp_path, models, pipe, monkeypatch):
         Pipeline.load("embedded")
 
 
-def test_sample_cli_writes_a_grid(tmp_path, models):
+def test_sample_cli_writes_a_grid(tmp_path, models, capsys):
     vae, generator = models
     checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
     checkpoints.save_model(generator, tmp_path / "gen.safetensors", "generator", generator.config.to_dict(),
@@ -115,12 +110,13 @@ def test_sample_cli_writes_a_grid(tmp_path, models):
     cli_main(["sample", "--per-class", "2", "--steps", "2", "--device", "cpu", "--vae", str(tmp_path / "vae.safetensors"),
               "--generator", str(tmp_path / "gen.safetensors"), "--out", str(out)])  # fmt: skip
     assert Image.open(out).size == (2 * 66 + 2, len(CLASS_NAMES) * 66 + 2)  # one row per class
-    with pytest.raises(SystemExit, match="unknown class 'blob'"):
+    with pytest.raises(SystemExit) as exit_info:  # bad inputs: see tests/test_editing.py
         cli_main(["sample", "--class-name", "blob", "--vae", str(tmp_path / "vae.safetensors"),
                   "--generator", str(tmp_path / "gen.safetensors")])  # fmt: skip
+    assert exit_info.value.code == 2 and "unknown class 'blob'" in capsys.readouterr().err
 
 
-def test_reconstruction_table_orders_by_bits(models):
+def test_reconstruction_table_orders_by_bits(models, seeded):
     vae, _ = models
     classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
     images = shapes_images(24)
@@ -133,11 +129,22 @@ def test_reconstruction_table_orders_by_bits(models):
     assert len(settings_grid([4, 8], ["nearest", "interval"], ["fixed"], ["gaussian"], [5.0])) == 1 + 4
 
 
-def test_generation_metrics_are_seeded(pipe):
+def test_generation_metrics_are_seeded(pipe, seeded):
     classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
     with pytest.warns(UserWarning, match="strongly biased"):  # 6 samples: the caller is told FD means little
         a = generation_metrics(pipe, classifier, 6, batch_size=4, num_steps=2)
         b = generation_metrics(pipe, classifier, 6, batch_size=3, num_steps=2)
-    assert 0.0 <= a["class_accuracy"] <= 1.0 and a["samples"] == 6
+    assert a["samples"] == 6
+    labels = torch.arange(6)  # cycling through the 10 classes; row i seeded 0 + i
+    with torch.no_grad():
+        predicted = classifier(pipe.generate(labels, seed=0, num_steps=2)).argmax(dim=1)
+    assert a["class_accuracy"] == round(float((predicted == labels).float().mean()), 4)
+    rigged = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
+    with torch.no_grad():  # answers class 1 for any image: exactly one of the 6 samples is right
+        rigged.head.weight.zero_()
+        rigged.head.bias.zero_()
+        rigged.head.bias[1] = 1.0
+    with pytest.warns(UserWarning, match="strongly biased"):
+        assert generation_metrics(pipe, rigged, 6, num_steps=2)["class_accuracy"] == round(1 / 6, 4)
     assert (a["class_accuracy"], a["fd_shapes"]) == (b["class_accuracy"], b["fd_shapes"])  # batch-independent
     assert a["sampler"]["num_steps"] == 2 and a["sampler"]["order"] == "confidence"

@@ -198,10 +198,10 @@ def test_resume_records_a_changed_model_config(tmp_path, tiny_latents):
 
     first = generator_args(tmp_path / "run", tiny_latents, "--steps", "1")
     train(generator_task(first), settings_of(first), tmp_path / "run", progress=False)
-    again = generator_args(tmp_path / "run", tiny_latents, "--steps", "1")
+    again = generator_args(tmp_path / "run", tiny_latents, "--steps", "1", "--resume")
     _, info = train(generator_task(again), settings_of(again), tmp_path / "run", resume=True, progress=False)
     assert "earlier_settings" not in info  # nothing changed, nothing recorded
-    more = generator_args(tmp_path / "run", tiny_latents, "--steps", "2", "--dropout", "0")
+    more = generator_args(tmp_path / "run", tiny_latents, "--steps", "2", "--dropout", "0", "--resume")
     _, info = train(generator_task(more), settings_of(more), tmp_path / "run", resume=True, progress=False)
     (earlier,) = info["earlier_settings"]
     assert earlier["until_step"] == 1 and earlier["settings"]["steps"] == 1
@@ -213,18 +213,19 @@ def test_resume_records_a_changed_model_config(tmp_path, tiny_latents):
 def test_resume_refuses_another_task(tmp_path):
     args = vae_args(tmp_path, "--steps", "1")
     train(vae_task(args), settings_of(args), tmp_path, progress=False)
-    cargs = cli("classifier", tmp_path, "--steps", "1")
+    cargs = cli("classifier", tmp_path / "unused", "--steps", "1")
     with pytest.raises(CheckpointError, match="is a 'vae' run, not 'classifier'"):
         train(classifier_task(cargs), settings_of(cargs), tmp_path, resume=True, progress=False)
 
 
-def test_main_requires_resume_for_existing_state(tmp_path):
+def test_main_requires_resume_for_existing_state(tmp_path, capsys):
     argv = ["vae", "--preset", "tiny", "--image-size", "32", "--batch-size", "2", "--out", str(tmp_path),
             "--no-progress"]  # fmt: skip
     train_module.main([*argv, "--steps", "1"])
     assert read_torch_checkpoint(tmp_path / "state.pt")["step"] == 1
-    with pytest.raises(FileExistsError, match="state.pt exists"):
+    with pytest.raises(SystemExit) as refused:
         train_module.main([*argv, "--steps", "2"])
+    assert refused.value.code == 2 and "state.pt exists: pass --resume" in capsys.readouterr().err
     train_module.main([*argv, "--steps", "2", "--resume"])
     state = read_torch_checkpoint(tmp_path / "state.pt")
     assert state["step"] == 2
@@ -232,6 +233,31 @@ def test_main_requires_resume_for_existing_state(tmp_path):
     assert state["history"] == [{"until_step": 1, "settings": {**state["settings"], "steps": 1}}]
     train_module.main([*argv, "--steps", "2", "--resume"])  # same settings: nothing new to record
     assert len(read_torch_checkpoint(tmp_path / "state.pt")["history"]) == 1
+
+
+# ------------------------------------------------------------------ metrics.csv and its curve
+def test_metrics_csv_is_written_continued_on_resume_and_plotted(tmp_path):
+    import csv
+
+    argv = ["vae", "--preset", "tiny", "--image-size", "32", "--batch-size", "2", "--out", str(tmp_path),
+            "--log-every", "1", "--warmup-steps", "2", "--no-progress"]  # fmt: skip
+    train_module.main([*argv, "--steps", "2"])
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "loss", "rec", "kl", "lr", "seconds"]
+    assert [int(r["step"]) for r in rows] == [0, 1] and float(rows[1]["lr"]) == pytest.approx(2e-4)
+    assert all(math.isfinite(float(r["loss"])) and float(r["seconds"]) > 0 for r in rows)
+    with open(tmp_path / "metrics.csv", "a") as f:  # logged after the last checkpoint, then a crash
+        f.write("2,9,9,9,9,9\n")
+    train_module.main([*argv, "--steps", "4", "--resume"])
+    columns = train_module.read_metrics(tmp_path)
+    assert columns["step"] == [0, 1, 2, 3] and columns["loss"][:2] == [float(r["loss"]) for r in rows]
+    assert columns["loss"][2] != 9 and columns["seconds"][2] >= columns["seconds"][1]
+
+    train_module.main(["plot", str(tmp_path)])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "loss.png").size[0] > 300
 
 
 # ------------------------------------------------------------------ export
@@ -272,9 +298,17 @@ def test_classifier_task_smoke_and_export(tmp_path, few_eval_images):
     with torch.no_grad():
         logits = ema(torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    # rig the head to answer one class whatever the image: the held-out accuracy is then known exactly
+    labels = [int(label) for _, label in train_module.heldout_shapes(8, 32)]  # the export's 8 (few_eval_images)
+    answer = labels[0]
+    with torch.no_grad():
+        ema.head.weight.zero_()
+        ema.head.bias.zero_()
+        ema.head.bias[answer] = 1.0
     weights = train_module.export(task, ema, info, settings_of(args), tmp_path / "clf")
     sidecar = json.loads((tmp_path / "clf.json").read_text())
-    assert 0.0 <= sidecar["metrics"]["heldout_accuracy"] <= 1.0
+    assert sidecar["metrics"]["heldout_images"] == 8
+    assert sidecar["metrics"]["heldout_accuracy"] == round(labels.count(answer) / 8, 4) > 0
     assert load_model(weights, kind="classifier").config.image_size == 32
 
 

@@ -1,67 +1,249 @@
-"""Command line: ``python -m tokenbridge sample --class 3 --n 16 --order confidence --out grid.png``.
+"""Command line: sample a grid of images, or re-sample a region of an image's tokens.
 
-Training and evaluation have their own entry points (``python -m tokenbridge.train``,
-``python -m tokenbridge.evaluate``).
+    python -m tokenbridge sample --class star --n 16 --order confidence --out grid.png
+    python -m tokenbridge edit --image in.png --region 2:6,2:6 --class star --out out.png
+
+``--vae``/``--generator`` default to the embedded models; either one alone is paired with the
+embedded other when they fit. Bad arguments end in one line and exit status 2 (`tokenbridge.cli`),
+checked before the models load from the headers of our model files (an official torch checkpoint
+is only checked once loaded). Training and evaluation have their own entry points
+(``python -m tokenbridge.train``, ``python -m tokenbridge.evaluate``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from dataclasses import dataclass
 
-from tokenbridge.pipeline import SAMPLER_DEFAULTS
+from tokenbridge import cli
+from tokenbridge.pipeline import EMBEDDED, SAMPLER_DEFAULTS
+from tokenbridge.sampling import CFG_MODES, CFG_SCHEDULES, ORDERS
+
+SAMPLER_FLAGS = {
+    "num_steps": ("--steps", dict(type=cli.number(int, 1))),
+    "cfg": ("--cfg", dict(type=cli.number(float, 0))),
+    "cfg_schedule": ("--cfg-schedule", dict(choices=CFG_SCHEDULES)),
+    "cfg_mode": ("--cfg-mode", dict(choices=CFG_MODES)),
+    "temperature": ("--temperature", dict(type=cli.number(float, 0, low_open=True))),
+    "order": ("--order", dict(choices=ORDERS)),
+    "gumbel": ("--gumbel", dict(type=cli.number(float, 0))),
+}
+"""Sampler keyword → (flag, argparse options); unset flags leave `SAMPLER_DEFAULTS` to the pipeline."""
 
 
-def _sample(args) -> None:
+@dataclass
+class Models:
+    """What the arguments are checked against: the generator's class names, token grid side, image side."""
+
+    classes: list[str]
+    grid: int
+    image_size: int
+
+
+# ------------------------------------------------------------------------------------------------
+# Parser
+# ------------------------------------------------------------------------------------------------
+
+
+def region_range(text: str) -> tuple[tuple[int, int | None], tuple[int, int | None]]:
+    """``"ROWS,COLUMNS"``, each a half-open range ``a:b`` (either end may be left out) or one index."""
+    parts = text.split(",")
+    found = [re.fullmatch(r"\s*(\d*)(:?)(\d*)\s*", part) for part in parts]
+    if len(parts) != 2 or not all(m and (m[1] or m[2]) for m in found):
+        raise argparse.ArgumentTypeError(f"must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 (half-open ranges "
+                                         f"a:b, or single indices), got {text!r}")  # fmt: skip
+    ranges = []
+    for m in found:
+        start = int(m[1] or 0)
+        stop = (int(m[3]) if m[3] else None) if m[2] else start + 1
+        if stop is not None and stop <= start:
+            raise argparse.ArgumentTypeError(f"the range {m[0].strip()!r} in {text!r} is empty")
+        ranges.append((start, stop))
+    return tuple(ranges)
+
+
+def _add_model_flags(p: argparse.ArgumentParser, out: str) -> None:
+    """Flags every sub-command shares: models, device, seed, output file and the sampler settings."""
+    p.add_argument("--vae", type=cli.existing_file, help="VAE file (default: the embedded one)")
+    p.add_argument("--generator", type=cli.existing_file, help="generator file (default: the embedded one)")
+    p.add_argument("--device", type=cli.device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=cli.number(int, 0), default=0, help="image i uses seed + i")
+    p.add_argument("--out", type=cli.output_image, default=out, help=f"image file to write (default: {out})")
+    for name, (flag, options) in SAMPLER_FLAGS.items():
+        p.add_argument(flag, dest=name, default=None, help=f"default: {SAMPLER_DEFAULTS[name]}", **options)
+
+
+def build_parser() -> cli.ArgumentParser:
+    """``sample`` and ``edit``; each checks the syntax and ranges of its arguments as they are parsed."""
+    parser = cli.ArgumentParser(prog="python -m tokenbridge", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    count = cli.number(int, 1)
+
+    s = sub.add_parser("sample", help="generate a grid of images")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--class", "--class-name", dest="class_", help="class name or id, e.g. star or 3 "
+                       "(omit for unconditional)")  # fmt: skip
+    which.add_argument("--per-class", type=count, help="a grid with this many samples of every class, one row each")
+    s.add_argument("--n", type=count, default=16, help="number of images")
+    s.add_argument("--columns", type=count, default=8, help="images per grid row")
+    _add_model_flags(s, "samples.png")
+    s.set_defaults(run=_sample, parser=s)
+
+    e = sub.add_parser("edit", help="re-sample a region of an image's tokens, keeping the rest")
+    e.add_argument("--image", type=cli.existing_file, required=True,
+                   help="image file (its centre square is resized to the model's image size)")
+    e.add_argument("--region", type=region_range, required=True,
+                   help="ROWS,COLUMNS on the token grid to re-sample, half-open: 2:6,2:6 (or 3,0:8; 2:,: ...)")
+    e.add_argument("--class", dest="class_", help="class name or id of the new content (omit: unconditional)")
+    _add_model_flags(e, "edited.png")
+    e.set_defaults(run=_edit, parser=e)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks against the models (their headers before loading, or the loaded pipeline)
+# ------------------------------------------------------------------------------------------------
+
+
+def models_from_headers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Models | None:
+    """The models' facts from the headers of our files, after checking kind and fit; None for official files."""
+    from tokenbridge import checkpoints
+    from tokenbridge.generator import GeneratorConfig
+    from tokenbridge.vae import VAEConfig
+
+    builders = {"vae": lambda config: VAEConfig(**config), "generator": GeneratorConfig.from_dict}
+    configs = {}
+    for kind, build in builders.items():
+        path = getattr(args, kind) or EMBEDDED[kind]
+        flag = f"--{kind}" if getattr(args, kind) else f"--{kind} (default: the embedded {kind})"
+        if cli.check(parser, flag, checkpoints.file_format, path) == "torch":
+            return None  # an official checkpoint: checked when it loads
+        header = cli.check(parser, flag, cli.model_file, path, kind)
+        configs[kind] = (header, cli.check(parser, flag, build, header.get("config", {})))
+    (_, vae), (header, gen) = configs["vae"], configs["generator"]
+    if (gen.vae_embed_dim, gen.vae_stride) != (vae.embed_dim, vae.downsampling_factor):
+        parser.error(_misfit(args, gen, vae))
+    classes = header.get("extra", {}).get("classes") or [f"class {i}" for i in range(gen.class_num)]
+    return Models(list(classes), gen.grid_size, gen.img_size)
+
+
+def _misfit(args: argparse.Namespace, gen, vae) -> str:
+    """Which file does not fit which, and what the generator needs."""
+    needs = f"a VAE with {gen.vae_embed_dim} latent channels and stride {gen.vae_stride}"
+    has = f"{vae.embed_dim} channels and stride {vae.downsampling_factor}"
+    if args.vae is None:
+        return f"argument --generator: it needs {needs}, the embedded VAE has {has}: pass its VAE with --vae"
+    if args.generator is None:
+        return (f"argument --vae: the embedded generator needs {needs}, this VAE has {has}: pass a generator "
+                f"trained on its latents with --generator")  # fmt: skip
+    return f"argument --vae: the generator needs {needs}, this VAE has {has}"
+
+
+def class_id(value: str | None, classes: list[str]) -> int | None:
+    """A class given by name or id → its id (None stays None: unconditional)."""
+    if value is None:
+        return None
+    if value.isdigit() and int(value) < len(classes):
+        return int(value)
+    if value in classes:
+        return classes.index(value)
+    raise ValueError(f"unknown class {value!r}; valid: {', '.join(classes)} (or an id 0..{len(classes) - 1})")
+
+
+def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace, models: Models) -> None:
+    """Check what depends on the models; set ``args.label`` (``edit``: ``args.region_mask``, ``args.images``)."""
+    args.label = cli.check(parser, "--class", class_id, args.class_, models.classes)
+    to_sample = models.grid**2
+    if args.command == "edit":
+        args.region_mask = cli.check(parser, "--region", region_mask, args.region, models.grid)
+        to_sample = int(args.region_mask.sum())
+        args.images = cli.check(parser, "--image", _load_image, args.image, models.image_size)
+    if args.num_steps is not None and args.num_steps > to_sample:
+        parser.error(f"argument --steps: must be <= {to_sample}, the number of tokens to sample, got {args.num_steps}")
+
+
+def region_mask(ranges, grid: int):
+    """``(rows, columns)`` half-open ranges → bool ``[grid, grid]``, True inside; ValueError past the grid."""
+    import torch
+
+    mask = torch.zeros(grid, grid, dtype=torch.bool)
+    bounds = []
+    for axis, (start, stop) in zip(("rows", "columns"), ranges):
+        stop = grid if stop is None else stop
+        if stop > grid or start >= grid:
+            raise ValueError(f"{axis} {start}:{stop} reach past the {grid}×{grid} token grid (indices 0..{grid - 1})")
+        bounds.append(slice(start, stop))
+    mask[bounds[0], bounds[1]] = True
+    return mask
+
+
+def _load_image(path, size: int):
+    """``[1, 3, size, size]`` in [-1, 1]."""
+    from tokenbridge.data import load_image
+
+    return load_image(path, size=size)[None]
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------------
+
+
+def _sample(pipe, args: argparse.Namespace) -> str:
     from PIL import Image
 
     from tokenbridge.data import image_grid
-    from tokenbridge.pipeline import Pipeline
 
-    pipe = (Pipeline.load("embedded", device=args.device) if args.vae is None and args.generator is None
-            else Pipeline.load(vae=args.vae, generator=args.generator, device=args.device))  # fmt: skip
-    if args.class_name is not None:
-        if args.class_name not in pipe.classes:
-            raise SystemExit(f"unknown class {args.class_name!r}; valid: {', '.join(pipe.classes)}")
-        args.class_id = pipe.classes.index(args.class_name)
     if args.per_class is not None:  # one row per class
         labels = [c for c in range(len(pipe.classes)) for _ in range(args.per_class)]
         args.columns, what = args.per_class, f"{args.per_class} per class, one row each"
-    elif args.class_id is not None:
-        labels, what = [args.class_id] * args.n, f"class {args.class_id}"
+    elif args.label is not None:
+        labels, what = [args.label] * args.n, f"class {pipe.classes[args.label]}"
     else:
         labels, what = None, "unconditional"
-    sampler = {k: getattr(args, k) for k in SAMPLER_DEFAULTS}
     count = len(labels) if labels is not None else args.n
-    try:
-        images = pipe.generate(labels, seed=args.seed, batch_size=count, **sampler)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    images = pipe.generate(labels, seed=args.seed, batch_size=count, **_sampler(args))
     Image.fromarray(image_grid(images, columns=args.columns)).save(args.out)
-    print(f"wrote {args.out} ({count} images, {what})")
+    return f"wrote {args.out} ({count} images, {what})"
+
+
+def _edit(pipe, args: argparse.Namespace) -> str:
+    from PIL import Image
+
+    from tokenbridge.data import to_uint8_image
+
+    labels = None if args.label is None else [args.label]
+    edited = pipe.edit(args.images, args.region_mask, labels, seed=args.seed, **_sampler(args))
+    Image.fromarray(to_uint8_image(edited[0])).save(args.out)
+    (r0, r1), (c0, c1) = [(a, b if b is not None else pipe.generator.config.grid_size) for a, b in args.region]
+    what = "unconditional" if args.label is None else f"class {pipe.classes[args.label]}"
+    return (f"wrote {args.out} (rows {r0}:{r1}, columns {c0}:{c1}: {int(args.region_mask.sum())} of "
+            f"{args.region_mask.numel()} tokens re-sampled, {what})")  # fmt: skip
+
+
+def _sampler(args: argparse.Namespace) -> dict:
+    """The sampler flags that were given (the pipeline fills in the rest)."""
+    return {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k) is not None}
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tokenbridge")
-    sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sample", help="generate a grid of images")
-    s.add_argument("--class", dest="class_id", type=int, help="class id (omit for unconditional)")
-    s.add_argument("--class-name", help="class by name, e.g. star")
-    s.add_argument("--per-class", type=int, help="a grid with this many samples of every class, one row each")
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--columns", type=int, default=8)
-    s.add_argument("--vae", help="VAE file (default: the embedded one)")
-    s.add_argument("--generator", help="generator file (default: the embedded one)")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--out", default="samples.png")
-    for name, value in SAMPLER_DEFAULTS.items():
-        flag = "--steps" if name == "num_steps" else "--" + name.replace("_", "-")
-        s.add_argument(flag, dest=name, type=type(value), default=value)
-    args = parser.parse_args(argv)
-    if args.n < 1 or (args.per_class is not None and args.per_class < 1):
-        parser.error("--n and --per-class must be >= 1")
-    _sample(args)
+    from tokenbridge.pipeline import Pipeline
+
+    args = build_parser().parse_args(argv)
+    parser = args.parser  # the sub-command's parser: its errors name it
+    models = models_from_headers(parser, args)
+    if models is not None:
+        check_values(parser, args, models)
+    pipe = cli.check(parser, "--vae/--generator", Pipeline.load, vae=args.vae or EMBEDDED["vae"],
+                     generator=args.generator or EMBEDDED["generator"], device=args.device)  # fmt: skip
+    if models is None:
+        check_values(parser, args, Models(pipe.classes, pipe.generator.config.grid_size, pipe.image_size))
+    try:
+        print(args.run(pipe, args))
+    except ValueError as e:  # a setting the loaded models refuse, said by the sampler
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

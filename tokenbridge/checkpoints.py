@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -50,6 +51,21 @@ def save_training_state(state: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def file_format(path: str | os.PathLike) -> str | None:
+    """``"safetensors"``, ``"torch"`` (zip or legacy pickle) or None (neither), told by the first
+    bytes of the file, not by its suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"  # an 8-byte header length, then the JSON header
+    return None
+
+
 def read_torch_checkpoint(path: str | os.PathLike, allowed_classes: tuple[type, ...] = ()) -> dict:
     """``torch.load(path, weights_only=True)`` on CPU with errors that name the problem.
 
@@ -59,6 +75,8 @@ def read_torch_checkpoint(path: str | os.PathLike, allowed_classes: tuple[type, 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if file_format(path) == "safetensors":
+        raise CheckpointError(f"{str(path)!r} is a safetensors file, not a torch checkpoint")
     try:
         with torch.serialization.safe_globals(list(allowed_classes)):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -130,24 +148,42 @@ def save_model(model: nn.Module, path: str | os.PathLike, kind: str, config: dic
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(state_dict in float32, header)`` of one of our safetensors files."""
+def _open_model_file(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict as stored, or {} without ``tensors``; header)`` of one of our safetensors files."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    if file_format(path) == "torch":
+        raise CheckpointError(f"{str(path)!r} is a torch checkpoint (an official file?), not a TokenBridge Lab "
+                              f"safetensors model")  # fmt: skip
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(FORMAT_KEY)
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:  # safetensors raises its own error types for corrupt headers/data
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     if raw is None:
         raise CheckpointError(f"{str(path)!r} has no {FORMAT_KEY!r} metadata: not a TokenBridge Lab model file")
-    header = json.loads(raw)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        header = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{str(path)!r}: its {FORMAT_KEY!r} metadata is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{str(path)!r}: its {FORMAT_KEY!r} metadata is a {type(header).__name__}, not an object")
     return state, header
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header (kind, config, extra) of one of our safetensors files, tensors left unread."""
+    return _open_model_file(path, tensors=False)[1]
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state_dict in float32, header)`` of one of our safetensors files."""
+    state, header = _open_model_file(path, tensors=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, header
 
 
 def _builders() -> dict[str, Callable[[dict], nn.Module]]:
@@ -242,8 +278,11 @@ def load_official_generator(path: str | os.PathLike, weights: str = "model_ema")
     if weights not in ("model_ema", "model"):
         raise ValueError(f"weights must be 'model_ema' or 'model', got {weights!r}")
     source = repr(str(path))
-    state = unwrap_state_dict(read_torch_checkpoint(path, allowed_classes=(argparse.Namespace,)), source,
-                              (weights, "model", "state_dict"))  # fmt: skip
+    checkpoint = read_torch_checkpoint(path, allowed_classes=(argparse.Namespace,))
+    if weights == "model_ema" and "model_ema" not in checkpoint and "model" in checkpoint:
+        warnings.warn(f"{source} has no 'model_ema' weights: falling back to 'model' (the raw, non-EMA weights)",
+                      stacklevel=2)  # fmt: skip
+    state = unwrap_state_dict(checkpoint, source, (weights, "model", "state_dict"))
     overrides = _official_overrides(state)
     grid = overrides.pop("grid")
     tried = []

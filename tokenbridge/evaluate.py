@@ -21,10 +21,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from tokenbridge import checkpoints
+from tokenbridge import checkpoints, cli
 from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.foreground import (BORDER, EDGE_BAND, FLOOR, REFITS, committed_share, estimate_foreground, mask_iou,
                                     proxy_measures, region_means, token_coverage)
@@ -36,7 +37,9 @@ from tokenbridge.metrics import (
     psnr,
     warn_if_few,
 )
-from tokenbridge.quantizer import GaussianQuantizer
+from tokenbridge.pipeline import pick_device
+from tokenbridge.quantizer import ASSIGN_RULES, BIN_KINDS, CALIBRATIONS, MAX_LEVELS, GaussianQuantizer
+from tokenbridge.sampling import CFG_MODES, ORDERS
 
 DEFAULT_VAE = "assets/vae_small.safetensors"
 DEFAULT_CLASSIFIER = "assets/classifier.safetensors"
@@ -153,13 +156,84 @@ def real_noise_floor(classifier, count: int, device, size: int = 64) -> float:
     return frechet_distance(feature_statistics(fa), feature_statistics(fb))
 
 
+# ------------------------------------------------------------------ token editing (notebook 06)
+def _region_BN(region: torch.Tensor, batch: int, seq_len: int) -> torch.Tensor:
+    """A bool region ``[h, w]`` or ``[B, h, w]`` (h·w = N) → ``[B, N]``."""
+    region = torch.as_tensor(region)
+    shape_ok = (region.dim() == 2 and region.numel() == seq_len) or (
+        region.dim() == 3 and region.shape[0] == batch and region[0].numel() == seq_len)  # fmt: skip
+    if region.dtype != torch.bool or not shape_ok:
+        raise ValueError(f"region must be bool [h, w] or [{batch}, h, w] with h·w = {seq_len} tokens, got "
+                         f"{region.dtype} {list(region.shape)}")  # fmt: skip
+    return region.reshape(-1, seq_len).expand(batch, seq_len)
+
+
+def token_agreement(edited: torch.Tensor, original: torch.Tensor, region: torch.Tensor,
+                    tolerance: int = 0) -> torch.Tensor:  # fmt: skip
+    """Per image ``[B]``: the share of the channel indices of the tokens in ``region`` (bool
+    ``[h, w]`` or ``[B, h, w]`` on the token grid) where ``edited`` ``[B, N, C]`` lies within
+    ``tolerance`` levels of ``original`` (0: the same index). NaN for an image with an empty region."""
+    if edited.shape != original.shape or edited.dim() != 3:
+        raise ValueError(f"edited and original must be [B, N, C] of one shape, got {list(edited.shape)} and "
+                         f"{list(original.shape)}")  # fmt: skip
+    b, n, c = edited.shape
+    mask_BN = _region_BN(region, b, n).float()
+    close_BN = ((edited.long() - original.long()).abs() <= tolerance).float().mean(dim=2)
+    count_B = mask_BN.sum(dim=1)
+    return (close_BN * mask_BN).sum(dim=1) / count_B.where(count_B > 0, float("nan"))
+
+
+def pixel_change(before: torch.Tensor, after: torch.Tensor, region: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean absolute pixel difference per image ``[B]`` (images ``[B, 3, H, W]`` in [-1, 1]) on the
+    patches of the ``region``'s cells (bool ``[h, w]`` or ``[B, h, w]``, H divisible by h) and on
+    the rest: ``{"inside": ..., "outside": ...}`` (NaN where a part is empty). Kept tokens come
+    back bit for bit, but the VAE decoder mixes neighbouring latents, so "outside" need not be 0."""
+    if before.shape != after.shape or before.dim() != 4:
+        raise ValueError(f"before and after must be [B, 3, H, W] of one shape, got {list(before.shape)} and "
+                         f"{list(after.shape)}")  # fmt: skip
+    b, _, h, w = before.shape
+    region = torch.as_tensor(region)
+    grid = region.shape[-1]
+    if h != w or h % grid:
+        raise ValueError(f"{h}×{w} images do not split into the region's {grid}×{grid} token grid")
+    mask_BHW = _region_BN(region, b, grid * grid).reshape(b, grid, grid)
+    mask_BHW = mask_BHW.repeat_interleave(h // grid, 1).repeat_interleave(w // grid, 2).float()
+    diff_BHW = (after - before).abs().mean(dim=1)
+    out = {}
+    for name, m in (("inside", mask_BHW), ("outside", 1 - mask_BHW)):
+        count = m.sum(dim=(1, 2))
+        out[name] = (diff_BHW * m).sum(dim=(1, 2)) / count.where(count > 0, float("nan"))
+    return out
+
+
+def widened_regions(target: torch.Tensor, keep: Sequence[float], seed: int = 0) -> dict[float, torch.Tensor]:
+    """For each share in ``keep`` (0..1) of the cells outside ``target`` (bool ``[h, w]``) to keep
+    as context: ``target`` plus the other outside cells, drawn in one seeded random order, so a
+    smaller share keeps a subset of a larger one's cells. Share 1: ``target`` alone; 0: every cell."""
+    target = torch.as_tensor(target)
+    if target.dtype != torch.bool or target.dim() != 2 or not bool(target.any()):
+        raise ValueError(f"target must be a non-empty bool token grid [h, w], got {target.dtype} "
+                         f"{list(target.shape)}")  # fmt: skip
+    bad = [k for k in keep if not 0.0 <= float(k) <= 1.0]
+    if bad:
+        raise ValueError(f"keep shares must lie in 0..1, got {bad}")
+    outside = (~target).reshape(-1).nonzero()[:, 0]
+    order = outside[torch.randperm(len(outside), generator=torch.Generator().manual_seed(seed))]
+    regions = {}
+    for k in keep:
+        region = target.reshape(-1).clone()
+        region[order[: len(order) - round(float(k) * len(order))]] = True
+        regions[k] = region.reshape(target.shape)
+    return regions
+
+
 def _command(args) -> str:
     """The command line as run (``args.argv`` is set by `parse_args`), stored in every result."""
     return "python -m tokenbridge.evaluate " + " ".join(args.argv)
 
 
 def _reconstruction(args) -> dict:
-    device = torch.device(args.device)
+    device = pick_device(args.device)
     vae = checkpoints.load_model(args.vae, kind="vae").to(device)
     classifier = checkpoints.load_model(args.classifier, kind="classifier").to(device)
     images = shapes_images(args.n, 0, vae.config.resolution)
@@ -335,48 +409,52 @@ def _foreground(args) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tokenbridge.evaluate", description=__doc__.split("\n\n")[0])
+    """Parsed arguments, with every value, input file and the output path checked before a model loads."""
+    count, samples = cli.number(int, 1), cli.number(int, 2)
+    parser = cli.ArgumentParser(prog="python -m tokenbridge.evaluate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     rec = sub.add_parser("reconstruction", help="PSNR and FD-shapes, continuous vs quantized")
     rec.add_argument("--vae", default=DEFAULT_VAE)
     rec.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
-    rec.add_argument("--n", type=int, default=2000, help="held-out images")
-    rec.add_argument("--levels", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128])
-    rec.add_argument("--assign", nargs="+", default=["nearest", "interval"])
-    rec.add_argument("--calibration", nargs="+", default=["fixed", "per_channel"])
-    rec.add_argument("--bins", nargs="+", default=["gaussian"])
-    rec.add_argument("--value-range", type=float, nargs="+", default=[5.0])
-    rec.add_argument("--device", default="cpu")
-    rec.add_argument("--out", required=True, help="JSON file to write")
+    rec.add_argument("--n", type=samples, default=2000, help="held-out images")
+    rec.add_argument("--levels", type=cli.number(int, 2, MAX_LEVELS), nargs="+", default=[4, 8, 16, 32, 64, 128])
+    rec.add_argument("--assign", nargs="+", choices=ASSIGN_RULES, default=list(ASSIGN_RULES))
+    rec.add_argument("--calibration", nargs="+", choices=CALIBRATIONS, default=list(CALIBRATIONS))
+    rec.add_argument("--bins", nargs="+", choices=BIN_KINDS, default=["gaussian"])
+    rec.add_argument("--value-range", type=cli.number(float, 0, low_open=True), nargs="+", default=[5.0])
     gen = sub.add_parser("generation", help="class accuracy and FD-shapes of samples, over a grid of sampler settings")
     gen.add_argument("--generator", default="assets/generator_small.safetensors")
     gen.add_argument("--vae", default=DEFAULT_VAE)
     gen.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
-    gen.add_argument("--n", type=int, default=2000, help="samples per setting (classes balanced)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--steps", type=int, default=16)
-    gen.add_argument("--order", nargs="+", default=["random", "confidence"])
-    gen.add_argument("--cfg", type=float, nargs="+", default=[3.0])
-    gen.add_argument("--cfg-mode", nargs="+", default=["feature"])
-    gen.add_argument("--temperature", type=float, nargs="+", default=[1.0])
-    gen.add_argument("--device", default="cpu")
-    gen.add_argument("--out", required=True, help="JSON file to write")
+    gen.add_argument("--n", type=samples, default=2000, help="samples per setting (classes balanced)")
+    gen.add_argument("--seed", type=cli.number(int, 0), default=0)
+    gen.add_argument("--steps", type=count, default=16)
+    gen.add_argument("--order", nargs="+", choices=ORDERS, default=["random", "confidence"])
+    gen.add_argument("--cfg", type=cli.number(float, 0), nargs="+", default=[3.0])
+    gen.add_argument("--cfg-mode", nargs="+", choices=CFG_MODES, default=["feature"])
+    gen.add_argument("--temperature", type=cli.number(float, 0, low_open=True), nargs="+", default=[1.0])
     fg = sub.add_parser("foreground", help="foreground/background proxy of samples: random vs confidence order")
     fg.add_argument("--generator", default="assets/generator_small.safetensors")
     fg.add_argument("--vae", default=DEFAULT_VAE)
-    fg.add_argument("--n", type=int, default=300, help="samples per setting (classes balanced), and real images")
-    fg.add_argument("--seed", type=int, default=0, help="first sample's seed (also seeds the bootstrap)")
-    fg.add_argument("--batch-size", type=int, default=8)
-    fg.add_argument("--steps", type=int, default=16)
-    fg.add_argument("--gumbel", type=float, nargs="+", default=[0.0, 4.5],
+    fg.add_argument("--n", type=samples, default=300, help="samples per setting (classes balanced), and real images")
+    fg.add_argument("--seed", type=cli.number(int, 0), default=0, help="first sample's seed (also seeds the bootstrap)")
+    fg.add_argument("--batch-size", type=count, default=8)
+    fg.add_argument("--steps", type=count, default=16)
+    fg.add_argument("--gumbel", type=cli.number(float, 0), nargs="+", default=[0.0, 4.5],
                     help="confidence order's Gumbel noise scales (4.5: MaskGIT's choice temperature)")
-    fg.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of each median")
-    fg.add_argument("--device", default="cpu")
-    fg.add_argument("--out", required=True, help="JSON file to write")
+    fg.add_argument("--bootstrap", type=count, default=2000, help="bootstrap resamples of each median")
+    for command in (rec, gen, fg):
+        command.add_argument("--device", type=cli.device, default="cpu")
+        command.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, recorded in the results
-    if args.n < 2:
-        parser.error("--n must be >= 2")
+    cli.check(parser, "--out", cli.output_file, args.out)
+    official = args.what != "reconstruction"  # Pipeline.load also reads the official checkpoints
+    cli.check(parser, "--vae", cli.pipeline_file if official else cli.model_file, args.vae, "vae")
+    if args.what != "reconstruction":
+        cli.check(parser, "--generator", cli.pipeline_file, args.generator, "generator")
+    if args.what != "foreground":
+        cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
     return args
 
 

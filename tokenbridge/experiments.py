@@ -26,10 +26,13 @@ import math
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from tokenbridge import cli, learnability
 
 ABLATION_BUDGET = {"steps": 600, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
                    "ema-decay": 0.99, "head-positions": 8, "seed": 0, "eval-samples": 200}  # fmt: skip
@@ -213,7 +216,8 @@ def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tokenbridge.experiments", description=__doc__.split("\n\n")[0])
+    """Parsed arguments, with values, input files and output paths checked before anything trains or loads."""
+    parser = cli.ArgumentParser(prog="python -m tokenbridge.experiments", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     abl = sub.add_parser("ablations", help="train the ablation generators (same budget each)")
     abl.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="variants to train (default: all)")
@@ -224,28 +228,65 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ev.add_argument("--assets", default="assets/ablations")
     ev.add_argument("--vae", default="assets/vae_small.safetensors")
     ev.add_argument("--classifier", default="assets/classifier.safetensors")
-    ev.add_argument("--n", type=int, default=1000, help="samples per variant and order (classes balanced)")
+    ev.add_argument("--n", type=cli.number(int, 10), default=1000, help="samples per variant and order (classes balanced)")
     ev.add_argument("--out", required=True, help="JSON file to write")
     learn = sub.add_parser("learnability", help="train a recipe briefly and measure how it uses context "
                                                  "(tokenbridge.learnability)")
-    learn.add_argument("--steps", type=int, default=400)
+    learn.add_argument("--task", choices=learnability.TASKS, default="shapes",
+                       help="shapes latents, or maps whose tokens are all equal (the simplest context task)")
+    learn.add_argument("--steps", type=cli.number(int, 1), default=400)
     learn.add_argument("--latents", default=LATENTS)
     learn.add_argument("--vae", default="assets/vae_small.safetensors")
     learn.add_argument("--classifier", default="assets/classifier.safetensors")
-    learn.add_argument("--heldout", type=int, default=500, help="held-out images for CE and the copy test")
-    learn.add_argument("--samples", type=int, default=200, help="samples per order for class accuracy (0: none)")
+    learn.add_argument("--heldout", type=cli.number(int, 1), default=500, help="held-out images for CE and the copy test")
+    learn.add_argument("--samples", type=cli.number(int, 0), default=200,
+                       help="samples per order for class accuracy (0: none)")
     learn.add_argument("--run-dir", help="keep the training run here (default: a temporary folder)")
     learn.add_argument("--json", help="also write the result to this JSON file")
     learn.add_argument("recipe", nargs=argparse.REMAINDER,
                        help="after '--': arguments of 'python -m tokenbridge.train generator'")
     args = parser.parse_args(argv)
-    if args.what == "learnability":
-        args.recipe = args.recipe[1:] if args.recipe[:1] == ["--"] else args.recipe
-        if args.steps < 1 or args.heldout < 1 or args.samples < 0:
-            parser.error("--steps and --heldout must be >= 1, --samples >= 0")
-    if args.what == "evaluate" and args.n < 10:
-        parser.error("--n must be >= 10")
+    {"ablations": check_ablations, "evaluate": check_evaluate, "learnability": check_learnability}[args.what](parser, args)
     return args
+
+
+def check_ablations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Both folders can be written (the runs resume there, the exports land there)."""
+    if not args.dry_run:
+        cli.check(parser, "--runs", cli.output_folder, args.runs)
+        cli.check(parser, "--assets", cli.output_folder, args.assets)
+
+
+def check_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The exports' folder exists; the VAE and classifier are what they claim; the JSON can be written."""
+    cli.check(parser, "--assets", cli.input_folder, args.assets)
+    if not any((Path(args.assets) / f"{name}.safetensors").exists() for name in VARIANTS):
+        parser.error(f"argument --assets: no exported variants in {args.assets!r}: train them first "
+                     f"(python -m tokenbridge.experiments ablations)")  # fmt: skip
+    cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
+    cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
+    cli.check(parser, "--out", cli.output_file, args.out)
+
+
+def check_learnability(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The measuring models load, the outputs can be written, and the recipe parses as the training
+    command the harness runs (a bad recipe answers with `tokenbridge.train`'s own one-line error)."""
+    from tokenbridge import train
+
+    args.recipe = args.recipe[1:] if args.recipe[:1] == ["--"] else args.recipe
+    cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
+    cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
+    if args.json:
+        cli.check(parser, "--json", cli.output_file, args.json)
+    if args.run_dir:
+        cli.check(parser, "--run-dir", cli.output_folder, args.run_dir)
+    reserved = sorted(set(args.recipe) & set(learnability.RESERVED_OPTIONS))
+    if reserved:
+        parser.error(f"the recipe may not set {', '.join(reserved)}: the harness sets it")
+    latents = ["--latents", args.latents] if args.task == "shapes" else []  # the constant task writes its own
+    with tempfile.TemporaryDirectory() as tmp:  # the argument list `learnability.train_recipe` builds
+        train.parse_args(["generator", "--out", args.run_dir or tmp, *latents, "--steps", str(args.steps),
+                          "--no-progress", *args.recipe])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -254,18 +295,14 @@ def main(argv: list[str] | None = None) -> None:
         run_ablations(args.only or list(VARIANTS), Path(args.runs), Path(args.assets), dry_run=args.dry_run)
         return
     if args.what == "learnability":
-        from tokenbridge import learnability
-
         result = learnability.run(args.recipe, args.steps, args.latents, args.vae, args.classifier, args.heldout,
-                                  args.samples, args.run_dir)  # fmt: skip
+                                  args.samples, args.run_dir, args.task)  # fmt: skip
         print(learnability.format_report(result))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         return
     result = evaluate_ablations(Path(args.assets), args.classifier, args.vae, args.n)
-    if not result["rows"]:
-        raise SystemExit(f"no exported variants in {args.assets}: train them first (python -m tokenbridge.experiments ablations)")
     result["command"] = "python -m tokenbridge.experiments " + shlex.join(sys.argv[1:] if argv is None else argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

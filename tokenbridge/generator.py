@@ -43,7 +43,9 @@ class GeneratorConfig:
     identity; official checkpoints use ``OFFICIAL_KL16_ORDER``, typed into their code) and
     ``head`` (``"parallel"``: the paper's parallel-prediction ablation) and ``position_bias``
     (``"relative"``: a learned 2-D relative position bias in every backbone attention layer, see
-    `RelativePositionBias`; ``"none"``, the official model, has only absolute tables) are ours. The official
+    `RelativePositionBias`; ``"none"``, the official model, has only absolute tables) and
+    ``value_loss`` (weight of an auxiliary training loss, see `TokenBridge.forward`; 0 = official)
+    are ours. The official
     ``use_quantized_value`` flag is not kept: the official code ignores it.
     """
 
@@ -76,6 +78,7 @@ class GeneratorConfig:
     channel_order: tuple[int, ...] | None = None
     head: str = "autoregressive"
     position_bias: str = "none"
+    value_loss: float = 0.0
 
     def __post_init__(self):
         if self.channel_order is not None:  # JSON turns tuples into lists
@@ -114,6 +117,8 @@ class GeneratorConfig:
             raise ValueError(f"mlp_ratio and norm_eps must be positive, got {self.mlp_ratio}, {self.norm_eps}")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; valid: {', '.join(HEADS)}")
+        if not self.value_loss >= 0.0:
+            raise ValueError(f"value_loss must be >= 0, got {self.value_loss}")
         if self.position_bias not in POSITION_BIASES:
             raise ValueError(f"unknown position_bias {self.position_bias!r}; valid: {', '.join(POSITION_BIASES)}")
         if self.channel_order is not None and sorted(self.channel_order) != list(range(self.token_dim)):
@@ -401,6 +406,8 @@ class TokenBridge(nn.Module):
         self.channel_norm = nn.LayerNorm(ch, eps=eps)
         self.channel_final = FinalLayer(ch, eps)
         self.channel_heads = nn.ModuleList(nn.Linear(ch, cfg.quant_levels) for _ in range(c))
+        if cfg.value_loss > 0:  # training only: regresses the masked tokens' values from z
+            self.value_head = nn.Linear(dec, c)
 
         # --- buffers: causal mask (parallel head: each channel attends to itself only), quantizer
         blocked = torch.full((c, c), float("-inf"))
@@ -594,13 +601,21 @@ class TokenBridge(nn.Module):
     def forward(self, indices_BNC: torch.Tensor, labels_B: torch.Tensor, generator: torch.Generator,
                 return_channel_ce: bool = False,
                 head_positions: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy over masked positions × channels (MAR masking, label drop).
+        """Mean cross-entropy over masked positions × channels (MAR masking, label drop), plus
+        ``value_loss`` × the mean squared error of ``value_head(z)`` against the dequantized values
+        of the same positions when the config asks for it.
 
         indices_BNC: quantization indices in VAE channel order. Every random draw (mask ratio,
         order, label drop) comes from ``generator``. With ``return_channel_ce`` also returns the
         detached per-channel CE ``[C]`` in generation order. ``head_positions=K`` runs the channel
         head on K masked positions per image drawn uniformly (every row masks the same number),
         an unbiased and cheaper estimate of the same loss: the head dominates CPU training cost.
+
+        Why the value loss: the cross-entropy over 64 close levels gives the backbone almost no
+        gradient until the channel head can already read values sharply, and the head cannot
+        until the backbone carries them (a plateau of hundreds of steps even when every token of
+        an image is the same, `tokenbridge.learnability`); a regression target teaches the
+        backbone to carry the values at once.
         """
         b = indices_BNC.shape[0]
         x_BNC = self.dequantize(indices_BNC)
@@ -617,6 +632,9 @@ class TokenBridge(nn.Module):
         ce_MC = F.cross_entropy(logits_MCV.flatten(0, 1).float(), targets_MC.flatten(), reduction="none")
         ce_MC = ce_MC.view_as(targets_MC)
         loss = ce_MC.mean()
+        if self.config.value_loss > 0:
+            error_MC = self.value_head(z_BND[mask_BN]).float() - x_BNC[mask_BN].float()
+            loss = loss + self.config.value_loss * error_MC.pow(2).mean()
         return (loss, ce_MC.mean(dim=0).detach()) if return_channel_ce else loss
 
 

@@ -4,6 +4,7 @@
     pipe = Pipeline.load(vae="kl16.ckpt", generator="checkpoint-last.pth")   # official files
     images = pipe.generate([3, 3, 7], seed=0, order="confidence")
     for step in pipe.steps([3], seed=0, preview=True): ...
+    edited = pipe.edit(images, region, labels=[3] * len(images), seed=0)   # region: bool [h, w] token grid
 
 Images are ``[B, 3, H, W]`` float32 in [-1, 1] on the CPU; latents are *scaled* (what the
 quantizer sees). The generator's config fixes the quantizer (levels, value range, std range) and
@@ -181,27 +182,37 @@ class Pipeline:
             raise ValueError(f"class {int(bad[0])} out of range: valid 0..{len(self.classes) - 1}")
         return labels
 
+    def _require_generator(self) -> None:
+        if self.generator is None:
+            raise ValueError("this pipeline has no generator: load one to generate images")
+
     def steps(self, labels: Sequence[int] | torch.Tensor | None, seed: int = 0, preview: bool = False,
               batch_size: int = 1, **sampler) -> Iterator[PreviewStep]:  # fmt: skip
-        """Yield a `PreviewStep` per sampling iteration (``preview`` decodes the committed tokens).
+        """A `PreviewStep` per sampling iteration (``preview`` decodes the committed tokens).
 
         ``labels``: class ids ``[B]`` (None: ``batch_size`` unconditional images). Row ``i`` uses
         its own generator seeded ``seed + i``, so a row's image does not depend on the batch.
         Other keywords go to `tokenbridge.sampling.sample_steps` (defaults: `SAMPLER_DEFAULTS`).
+        Arguments are checked at the call, before the first step.
         """
-        from tokenbridge.sampling import sample_steps
-
-        if self.generator is None:
-            raise ValueError("this pipeline has no generator: load one to generate images")
+        self._require_generator()
         labels_B = self._labels(labels)
         rows = len(labels_B) if labels_B is not None else batch_size
+        return self._run(labels_B, rows, seed, preview, {**SAMPLER_DEFAULTS, **sampler})
+
+    def _run(self, labels_B, rows: int, seed: int, preview: bool, settings: dict) -> Iterator[PreviewStep]:
+        """Start the sampler (it validates ``settings`` now) with one generator per row, seeded ``seed + i``."""
+        from tokenbridge.sampling import sample_steps
+
         gens = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
-        settings = {**SAMPLER_DEFAULTS, **sampler}
         if labels_B is not None:
             labels_B = labels_B.to(self.device)
+        iterator = sample_steps(self.generator, labels_B, generator=gens, batch_size=rows, **settings)
+        return self._previews(iterator, preview)
+
+    def _previews(self, iterator, preview: bool) -> Iterator[PreviewStep]:
         # autocast is entered per step, never held across a yield: autocast state is per thread, and
         # a consumer (e.g. the app's worker threads) may resume this generator from another thread
-        iterator = sample_steps(self.generator, labels_B, generator=gens, batch_size=rows, **settings)
         while True:
             with self.autocast():
                 step = next(iterator, None)
@@ -212,14 +223,82 @@ class Pipeline:
 
     def generate_tokens(self, labels, seed: int = 0, batch_size: int = 1, **sampler) -> torch.Tensor:
         """Final indices ``[B, N, C]`` (VAE channel order)."""
-        last = None
-        for last in self.steps(labels, seed=seed, batch_size=batch_size, **sampler):
-            pass
-        return last.step.tokens.cpu()
+        return _final_tokens(self.steps(labels, seed=seed, batch_size=batch_size, **sampler))
 
     def generate(self, labels, seed: int = 0, batch_size: int = 1, **sampler) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` in [-1, 1]; arguments as `steps`."""
         return self.decode(self.tokens_to_latents(self.generate_tokens(labels, seed, batch_size, **sampler)))
+
+    # ------------------------------------------------------------------ editing
+    def encode_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in [-1, 1] → indices ``[B, N, C]`` uint8 (VAE channel order), as generated."""
+        self._require_generator()
+        return self.quantize(self.generator.patchify(self.encode(images)))
+
+    def edit_steps(self, tokens: torch.Tensor, region, labels=None, seed: int = 0, preview: bool = False,
+                   **sampler) -> Iterator[PreviewStep]:  # fmt: skip
+        """A `PreviewStep` per iteration of re-sampling ``region`` with the other tokens as known context.
+
+        ``tokens``: ``[B, N, C]`` indices (VAE channel order, e.g. from `generate_tokens` or
+        `encode_tokens`). ``region``: bool ``[h, w]`` (every image) or ``[B, h, w]`` on the token
+        grid, True = re-sample; every image must select the same number M ≥ 1 of cells. ``labels``:
+        one class id, B of them, or None (unconditional). Seeds and sampler keywords as `steps`;
+        ``num_steps`` defaults to the smaller of `SAMPLER_DEFAULTS`' and M. Checked at the call.
+        """
+        self._require_generator()
+        tokens = torch.as_tensor(tokens)
+        if tokens.dim() != 3:
+            cfg = self.generator.config
+            raise ValueError(f"tokens must be [B, {cfg.seq_len}, {cfg.token_dim}] indices, got shape "
+                             f"{list(tokens.shape)}")  # fmt: skip
+        b = tokens.shape[0]
+        mask_BN = self._region_mask(region, b)
+        labels_B = self._labels(labels)
+        if labels_B is not None and len(labels_B) not in (1, b):
+            raise ValueError(f"labels must be one class id or {b} (one per image), got {len(labels_B)}")
+        labels_B = None if labels_B is None else labels_B.expand(b)
+        count = int(mask_BN[0].sum())
+        settings = {**SAMPLER_DEFAULTS, "num_steps": min(SAMPLER_DEFAULTS["num_steps"], count), **sampler}
+        return self._run(labels_B, b, seed, preview, {**settings, "tokens": tokens, "mask": mask_BN})
+
+    def _region_mask(self, region, batch: int) -> torch.Tensor:
+        """A region ``[h, w]`` or ``[B, h, w]`` bool on the token grid → the sampler's mask ``[B, N]``."""
+        g = self.generator.config.grid_size
+        region = torch.as_tensor(region)
+        if region.dtype != torch.bool or tuple(region.shape) not in ((g, g), (batch, g, g)):
+            raise ValueError(f"region must be a bool tensor [{g}, {g}] or [{batch}, {g}, {g}] on the {g}×{g} "
+                             f"token grid (True = re-sample), got {region.dtype} {list(region.shape)}")  # fmt: skip
+        mask_BN = region.expand(batch, g, g).reshape(batch, g * g)
+        counts = mask_BN.sum(dim=1)
+        if bool((counts == 0).any()):
+            empty = (counts == 0).nonzero()[:, 0].tolist()
+            raise ValueError(f"the region is empty (no cell selected) for image(s) {empty}")
+        if bool((counts != counts[0]).any()):
+            raise ValueError(f"the region must select the same number of cells in every image, got "
+                             f"{counts.tolist()}: edit them one at a time (image i uses seed + i)")  # fmt: skip
+        return mask_BN
+
+    def edit_tokens(self, tokens: torch.Tensor, region, labels=None, seed: int = 0, **sampler) -> torch.Tensor:
+        """``tokens`` with ``region`` re-sampled, in the input's dtype; every other token is kept bit for bit.
+
+        Arguments as `edit_steps`; same seed, same result.
+        """
+        edited = _final_tokens(self.edit_steps(tokens, region, labels, seed, **sampler))
+        return edited.to(torch.as_tensor(tokens).dtype)
+
+    def edit(self, images: torch.Tensor, region, labels=None, seed: int = 0, **sampler) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` (or one ``[3, H, W]``, H = W = `image_size`) with ``region`` re-sampled.
+
+        Encode → quantize → `edit_tokens` → decode; returns the input's shape. Arguments as `edit_steps`.
+        """
+        self._require_generator()
+        size = self.image_size
+        batch = images[None] if images.dim() == 3 else images
+        if batch.dim() != 4 or tuple(batch.shape[1:]) != (3, size, size):
+            raise ValueError(f"images must be [B, 3, {size}, {size}] or [3, {size}, {size}] in [-1, 1], got "
+                             f"shape {list(images.shape)}")  # fmt: skip
+        edited = self.edit_tokens(self.encode_tokens(batch), region, labels, seed, **sampler)
+        return self.decode(self.tokens_to_latents(edited)).reshape(images.shape)
 
     def describe(self) -> dict:
         """What is loaded: presets, parameter counts, levels, channel order, device, dtype, sources."""
@@ -233,3 +312,11 @@ class Pipeline:
             info["generator"] = {"config": self.generator.config.to_dict(),
                                  "parameters": sum(p.numel() for p in self.generator.parameters())}  # fmt: skip
         return info
+
+
+def _final_tokens(steps: Iterator[PreviewStep]) -> torch.Tensor:
+    """Drain a run of `PreviewStep`s: the last step's tokens ``[B, N, C]`` on the CPU."""
+    last = None
+    for last in steps:
+        pass
+    return last.step.tokens.cpu()

@@ -6,6 +6,9 @@ with the channel head (KV-cached: C single-position steps), and commits some of 
 
 - mask schedule (MAR): after step t, ``floor(N·cos(π/2·(t+1)/T))`` positions stay masked, at least
   one position is committed per step, all remaining ones at the last step;
+- a partially known start (editing, in/outpainting): ``tokens`` + ``mask`` give known tokens and
+  the M positions to sample; the kept tokens are context from the first step, and the schedules
+  run over M instead of N (without a start, M = N and nothing changes);
 - ``order="random"`` (MAR/official): a random permutation drawn at the start decides which
   positions are committed; ``order="confidence"`` (paper Sec. 4.3, MaskGIT-like): candidates are
   sampled for all masked positions, scored by the joint log-probability of their channel vector
@@ -103,18 +106,26 @@ def sample_steps(
     use_cache: bool = True,
     record_probs: bool = False,
     batch_size: int = 1,
+    tokens: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> Iterator[SamplingStep]:
     """Yield one `SamplingStep` per iteration; the last step's ``tokens`` are the sample.
 
     labels: long ``[B]`` class ids (``class_num`` = unconditional), or None for ``batch_size``
     unconditional images. generator: one per row (a list of B) or one for all rows. The model
     must be in eval mode. Arguments are validated here, before the first step runs.
+    tokens, mask (together, optional): a partially known start. ``tokens`` ``[B, N, C]`` integer
+    indices in VAE channel order, ``mask`` ``[B, N]`` bool, True = to sample (the same count M ≥ 1
+    in every row); tokens at masked positions are ignored, so a step's ``tokens``/``mask`` resume
+    a run. Without them every position is sampled.
     """
     labels_B = _check_labels(model, labels, batch_size)
-    _check_options(model, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order, gumbel)
+    tokens_BNC, mask_BN = _check_start(model, tokens, mask, labels_B.shape[0])
+    _check_options(model, int(mask_BN[0].sum()), num_steps, cfg, cfg_schedule, cfg_mode, temperature, order,
+                   gumbel)  # fmt: skip
     generators = _row_generators(generator, labels_B.shape[0])
-    return _steps(model, labels_B, generators, num_steps, cfg, cfg_schedule, cfg_mode, temperature,
-                  order, gumbel, use_cache, record_probs)
+    return _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg_schedule, cfg_mode,
+                  temperature, order, gumbel, use_cache, record_probs)  # fmt: skip
 
 
 def generate(model: TokenBridge, labels: torch.Tensor | None, **kwargs) -> torch.Tensor:
@@ -131,24 +142,24 @@ def generate(model: TokenBridge, labels: torch.Tensor | None, **kwargs) -> torch
 
 
 @torch.no_grad()
-def _steps(model, labels_B, generators, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order,
-           gumbel, use_cache, record_probs) -> Iterator[SamplingStep]:
+def _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg_schedule, cfg_mode,
+           temperature, order, gumbel, use_cache, record_probs) -> Iterator[SamplingStep]:
     config = model.config
     device = labels_B.device
-    b, n, c = labels_B.shape[0], config.seq_len, config.token_dim
+    b, n, c = tokens_BNC.shape
+    m = int(mask_BN[0].sum())  # positions to sample per row (N without a known start)
     to_vae = torch.tensor(config.generation_order, device=device).argsort()  # gen -> VAE channel order
-    schedule = mask_schedule(n, num_steps)
-    # random order: row i's positions are committed in the order of its permutation's tail
+    schedule = mask_schedule(m, num_steps)
+    # random order: row i's masked positions are committed in the order of its permutation's tail
     if order == "random":
         perm_BN = _per_row(generators, lambda g: torch.randperm(n, generator=g, device=g.device), device)
-    tokens_BNC = torch.full((b, n, c), -1, dtype=torch.long, device=device)
-    mask_BN = torch.ones(b, n, dtype=torch.bool, device=device)
+        perm_BM = perm_BN[mask_BN.gather(1, perm_BN)].view(b, m)  # the positions to sample, permuted
 
     for t, masked_after in enumerate(schedule):
-        w = cfg_scale(cfg, cfg_schedule, n, masked_after) if cfg != 1.0 else 1.0
+        w = cfg_scale(cfg, cfg_schedule, m, masked_after) if cfg != 1.0 else 1.0
         uniform_BNC = _per_row(generators, lambda g: torch.rand(n, c, generator=g, device=g.device), device)
         if order == "random":
-            keep_BN = torch.zeros_like(mask_BN).scatter_(1, perm_BN[:, :masked_after], True)
+            keep_BN = torch.zeros_like(mask_BN).scatter_(1, perm_BM[:, :masked_after], True)
             decode_BN = mask_BN & ~keep_BN
         else:
             decode_BN = mask_BN.clone()
@@ -292,12 +303,44 @@ def _check_labels(model: TokenBridge, labels: torch.Tensor | None, batch_size: i
     return labels.long().to(device)
 
 
-def _check_options(model, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order, gumbel) -> None:
-    n = model.config.seq_len
+def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Tensor | None,
+                 batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start ``(tokens [B, N, C] long, −1 where masked; mask [B, N] bool)``, all masked if none given."""
+    device = model.fake_latent.device
+    cfg = model.config
+    shape = (batch, cfg.seq_len, cfg.token_dim)
+    if tokens is None and mask is None:
+        everything_BN = torch.ones(shape[:2], dtype=torch.bool, device=device)
+        return torch.full(shape, -1, dtype=torch.long, device=device), everything_BN
+    if tokens is None or mask is None:
+        raise ValueError("pass tokens and mask together (known tokens and the positions to sample), or neither")
+    tokens, mask = torch.as_tensor(tokens), torch.as_tensor(mask)
+    if mask.dtype != torch.bool or tuple(mask.shape) != shape[:2]:
+        raise ValueError(f"mask must be a bool tensor {list(shape[:2])} (True = sample), got {mask.dtype} "
+                         f"{list(mask.shape)}")  # fmt: skip
+    integer = not (tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool)
+    if not integer or tuple(tokens.shape) != shape:
+        raise ValueError(f"tokens must be an integer tensor {list(shape)} [B, N, C], got {tokens.dtype} "
+                         f"{list(tokens.shape)}")  # fmt: skip
+    counts = mask.sum(dim=1)
+    if bool((counts == 0).any()):
+        raise ValueError(f"mask selects no position to sample in row(s) {(counts == 0).nonzero()[:, 0].tolist()}")
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"mask must select the same number of positions in every row, got {counts.tolist()}")
+    kept = tokens.long()[~mask]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= cfg.quant_levels):
+        raise ValueError(f"tokens to keep (outside the mask) must be indices in 0..{cfg.quant_levels - 1}, got values "
+                         f"{int(kept.min())}..{int(kept.max())}")  # fmt: skip
+    mask = mask.to(device)
+    return tokens.long().to(device).masked_fill(mask[..., None], -1), mask
+
+
+def _check_options(model, to_sample, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order, gumbel) -> None:
     if model.training:
         raise ValueError("the model is in training mode (dropout on): call model.eval() before sampling")
-    if not isinstance(num_steps, int) or not 1 <= num_steps <= n:
-        raise ValueError(f"num_steps must be an integer in 1..{n} (the number of tokens), got {num_steps!r}")
+    if not isinstance(num_steps, int) or not 1 <= num_steps <= to_sample:
+        raise ValueError(f"num_steps must be an integer in 1..{to_sample} (the number of tokens to sample), "
+                         f"got {num_steps!r}")  # fmt: skip
     if not math.isfinite(cfg) or cfg < 0:
         raise ValueError(f"cfg must be a finite number >= 0, got {cfg!r}")
     if not math.isfinite(temperature) or temperature <= 0:

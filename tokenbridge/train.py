@@ -3,6 +3,7 @@
     python -m tokenbridge.train vae --out runs/vae --steps 3000 --export assets/vae_small
     python -m tokenbridge.train classifier --out runs/classifier --steps 1500 --export assets/classifier
     torchrun --nproc_per_node=2 -m tokenbridge.train vae --out runs/vae ...   # DDP, gloo on CPU
+    python -m tokenbridge.train plot runs/vae      # runs/vae/metrics.csv -> runs/vae/loss.png
 
 What makes runs repeatable and resumable: the batch of step ``s`` and every random draw inside it
 (posterior noise, masks, label drop) depend only on ``(seed, s, rank)``, and the state written
@@ -10,13 +11,14 @@ atomically every ``--checkpoint-every`` seconds holds model, EMA, optimizer and 
 run continues bit-identically on the same device; one resumed with other settings (more
 ``--steps``, another ``--dropout``) records the earlier ones and the step they ran until. ``--export``
 writes the EMA weights in our safetensors format with a JSON sidecar (command, data, steps, wall
-time, device, metrics).
+time, device, metrics). Every run logs to ``metrics.csv`` in its folder as it goes (`MetricsLog`).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import datetime
 import json
 import math
@@ -32,8 +34,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from tokenbridge import checkpoints
-from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ImageFolderDataset, ShapesDataset
+from tokenbridge import checkpoints, cli
+from tokenbridge.data import HELDOUT_SEED, LATENT_CACHE_FORMAT, TRAIN_SEED, ImageFolderDataset, ShapesDataset
 from tokenbridge.generator import POSITION_BIASES
 from tokenbridge.pipeline import pick_device
 
@@ -47,7 +49,8 @@ class LoopSettings:
     """Optimization and bookkeeping; ``batch_size`` is global (split across DDP ranks).
 
     ``precision="bf16"`` runs the forward pass under bf16 autocast (weights, optimizer and EMA stay
-    fp32): ~1.5x faster steps on a CPU with avx512_bf16, and the usual choice on a GPU."""
+    fp32): the usual choice on a GPU; on a CPU it pays only for wide models (the embedded preset's
+    step is 0.86x as fast, `benchmarks/training.py`)."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -182,12 +185,74 @@ def check_replicas_agree(model: nn.Module) -> None:
         raise RuntimeError(f"DDP ranks ended with different weights ({int((low != high).sum())} checksums differ)")
 
 
+def resume_state(out_dir: str | os.PathLike, kind: str, steps: int, resume: bool) -> dict | None:
+    """The saved state of ``out_dir`` to continue (None for a new run), refusing what would silently
+    go wrong: overwriting a run, "resuming" from nothing (a fresh start), another task's run, or a
+    run already past ``steps``."""
+    state_path = Path(out_dir) / "state.pt"
+    if not resume:
+        if state_path.exists():
+            raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another --out")
+        return None
+    if not state_path.exists():
+        raise FileNotFoundError(f"nothing to resume: no saved state {state_path} (drop --resume to start a new run)")
+    state = checkpoints.read_torch_checkpoint(state_path)
+    if state.get("kind") != kind:
+        raise checkpoints.CheckpointError(f"{state_path} is a {state.get('kind')!r} run, not {kind!r}")
+    if int(state["step"]) > steps:
+        raise ValueError(f"{state_path} has run {int(state['step'])} steps, more than --steps {steps}: "
+                         f"pass --steps {int(state['step'])} or more")  # fmt: skip
+    return state
+
+
+class MetricsLog:
+    """``metrics.csv`` of a run: a row every ``log_every`` steps (step, loss, the task's logs, lr,
+    seconds of training so far), each appended as it is logged. A resumed run keeps the rows before
+    its saved step (later ones were logged past the last checkpoint and are about to run again);
+    a new run starts the file afresh."""
+
+    def __init__(self, path: Path, start: int):
+        rows = []
+        if start > 0 and path.exists():
+            with open(path, newline="") as f:
+                rows = [row for row in csv.DictReader(f) if int(row["step"]) < start]
+        self.path, self.fields = path, None
+        checkpoints.atomic_write(path, lambda tmp: self._append(tmp, rows))
+
+    def write(self, row: dict) -> None:
+        self._append(self.path, [row])
+
+    def _append(self, path: str | os.PathLike, rows: list[dict]) -> None:
+        """Append ``rows`` to ``path``; the header (the first row's names) goes first into an empty file."""
+        with open(path, "a", newline="") as f:
+            self.fields = self.fields or (list(rows[0]) if rows else None)
+            if rows:
+                writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
+                if f.tell() == 0:
+                    writer.writeheader()
+                writer.writerows(rows)
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, list[float]]:
+    """The columns of a run's ``metrics.csv`` (or of the ``metrics.csv`` in run folder ``path``)."""
+    path = Path(path)
+    path = path / "metrics.csv" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no training log {str(path)!r}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} holds no rows yet")
+    return {name: [float(row[name]) for row in rows] for name in rows[0]}
+
+
 def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False,
           progress: bool = True) -> tuple[nn.Module, dict]:  # fmt: skip
     """Run (or continue) training; returns ``(ema_model, state_info)``.
 
-    The training state lives in ``out_dir/state.pt``. With ``resume`` an existing state is
-    continued; without it an existing state is an error (never silently overwritten).
+    The training state lives in ``out_dir/state.pt``, the log in ``out_dir/metrics.csv``. With
+    ``resume`` the saved state is continued; a missing one, or an existing one without it, is an
+    error (see `resume_state`).
     """
     from tqdm.auto import tqdm
 
@@ -197,8 +262,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     out_dir = Path(out_dir)
     state_path = out_dir / "state.pt"
-    if state_path.exists() and not resume:
-        raise FileExistsError(f"{state_path} exists: pass --resume to continue it, or choose another --out")
+    state = resume_state(out_dir, task.kind, settings.steps, resume)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
@@ -208,10 +272,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
                                   betas=(0.9, 0.95))  # fmt: skip
     start, wall, history = 0, 0.0, []
     model_config = json.loads(json.dumps(task.model_config(model)))  # plain lists, as a state file holds them
-    if resume and state_path.exists():
-        state = checkpoints.read_torch_checkpoint(state_path)
-        if state.get("kind") != task.kind:
-            raise checkpoints.CheckpointError(f"{state_path} is a {state.get('kind')!r} run, not {task.kind!r}")
+    if state is not None:
         checkpoints.load_state_strict(model, state["model"], str(state_path))
         checkpoints.load_state_strict(ema, state["ema"], str(state_path))
         optimizer.load_state_dict(state["optimizer"])
@@ -235,6 +296,9 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     batches = StepBatches(task.dataset, settings.batch_size, settings.seed, rank, world)
     t0 = last_save = time.time()
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = MetricsLog(out_dir / "metrics.csv", start)
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=f"train {task.kind}",
                disable=not progress or rank != 0, dynamic_ncols=True)  # fmt: skip
     model.train()
@@ -257,6 +321,9 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         update_ema(ema, model, min(settings.ema_decay, (1 + step) / (10 + step)))
         if step % settings.log_every == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
+            if rank == 0:
+                log.write({"step": step, "loss": f"{loss.item():.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
+                           "lr": f"{lr_at(step, settings):.6g}", "seconds": f"{wall + time.time() - t0:.2f}"})
         if time.time() - last_save > settings.checkpoint_every:
             save(step + 1)
             last_save = time.time()
@@ -410,12 +477,17 @@ def classifier_task(args) -> Task:
     )
 
 
+def latents_path(args) -> Path:
+    """``--latents``, by default ``latents.safetensors`` in the run folder."""
+    return Path(args.latents or Path(args.out) / "latents.safetensors")
+
+
 def latent_cache(args) -> "LatentDataset":
     """The cached latents ``--latents``; written first (``--vae`` over ``--num-images`` training
     images of ``--data``) when the file does not exist yet."""
     from tokenbridge.data import LatentDataset, cache_latents
 
-    path = Path(args.latents or Path(args.out) / "latents.safetensors")
+    path = latents_path(args)
     if not path.exists():
         vae = checkpoints.load_model(args.vae, kind="vae").to(pick_device(args.device))
         images = training_images(args.data, vae.config.resolution)
@@ -431,15 +503,10 @@ def generator_task(args) -> Task:
     from tokenbridge.generator import GENERATORS, patchify
     from tokenbridge.spectral import frequency_order
 
-    if args.preset not in GENERATORS:
-        raise SystemExit(f"unknown generator preset {args.preset!r}; valid: {', '.join(GENERATORS)}")
-    cache = latent_cache(args)
+    cache = latent_cache(args)  # its fit to the preset and to --vae: checked by `check_generator_inputs`
     latents = cache.latents.float()
     with torch.device("meta"):
         config = GENERATORS[args.preset]().config
-    if latents.shape[1] != config.vae_embed_dim or latents.shape[-1] * config.vae_stride != config.img_size:
-        raise SystemExit(f"latents {tuple(latents.shape[1:])} do not fit preset {args.preset} "
-                         f"({config.vae_embed_dim} channels, {config.img_size // config.vae_stride} tokens a side)")  # fmt: skip
     order = frequency_order(latents[:4096]) if args.channel_order == "frequency" else torch.arange(latents.shape[1])
     overrides = {"channel_order": tuple(order.tolist()), "class_num": max(cache.num_classes, 1)}
     if args.dropout is not None:
@@ -448,6 +515,8 @@ def generator_task(args) -> Task:
         overrides["position_bias"] = args.position_bias
     if args.mask_ratio_min is not None:
         overrides["mask_ratio_min"] = args.mask_ratio_min
+    if args.value_loss is not None:
+        overrides["value_loss"] = args.value_loss
     lr_scales = {} if args.head_lr_scale == 1.0 else {"channel_heads.": args.head_lr_scale}
     with torch.device("meta"):
         quantizer = GENERATORS[args.preset](**overrides).quantizer
@@ -458,7 +527,7 @@ def generator_task(args) -> Task:
         indices_BNC, labels_B = batch
         ce, per_channel = net(indices_BNC.long(), labels_B, generator, return_channel_ce=True,
                               head_positions=args.head_positions)
-        return ce, {"ce_first": per_channel[0].item(), "ce_last": per_channel[-1].item()}
+        return ce, {"ce": per_channel.mean().item(), "ce_first": per_channel[0].item(), "ce_last": per_channel[-1].item()}
 
     @torch.no_grad()
     def export_metrics(model, device):
@@ -495,64 +564,162 @@ TASKS: dict[str, Callable[[argparse.Namespace], Task]] = {"vae": vae_task, "clas
 # ------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tokenbridge.train", description=__doc__.split("\n\n")[0])
+PRESETS = {"vae": "small", "generator": "tokenbridge_small"}
+"""Each task's default preset (the classifier has none)."""
+
+
+def build_parser() -> cli.ArgumentParser:
+    """The training command line; every value is range-checked as it is parsed."""
+    parser = cli.ArgumentParser(prog="python -m tokenbridge.train", description=__doc__.split("\n\n")[0],
+                                epilog="python -m tokenbridge.train plot RUN [--out PNG]: draw RUN/metrics.csv")  # fmt: skip
+    count, positive = cli.number(int, 1), cli.number(float, 0, low_open=True)
     parser.add_argument("task", choices=sorted(TASKS))
-    parser.add_argument("--out", required=True, help="run folder (training state, resumable)")
+    parser.add_argument("--out", required=True, help="run folder (training state, metrics.csv; resumable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--export", help="write EMA weights + JSON sidecar to this path (no extension)")
     parser.add_argument("--data", default="shapes", help="'shapes' or an image folder (one sub-folder per class)")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--image-size", type=cli.number(int, 8), default=64)
     parser.add_argument("--preset", default=None,
                         help="model preset (vae: small; generator: tokenbridge_small; see the model modules)")
     parser.add_argument("--vae", default="assets/vae_small.safetensors", help="VAE whose latents a generator learns")
     parser.add_argument("--classifier", default="assets/classifier.safetensors", help="for the export metrics")
     parser.add_argument("--latents", help="latent cache (generator; written from --vae when missing)")
-    parser.add_argument("--num-images", type=int, default=50_000, help="images encoded into a new latent cache")
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--num-images", type=count, default=50_000, help="images encoded into a new latent cache")
+    parser.add_argument("--workers", type=cli.number(int, 0), default=0,
                         help="processes rendering/reading images for a new latent cache (0: in the main process)")
     parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
-    parser.add_argument("--head-positions", type=int, default=None,
+    parser.add_argument("--head-positions", type=count, default=None,
                         help="generator: masked positions per image fed to the channel head (default: all)")
-    parser.add_argument("--dropout", type=float, default=None,
+    parser.add_argument("--dropout", type=cli.number(float, 0, 1, high_open=True), default=None,
                         help="generator: attention and projection dropout (default: the preset's, 0.1 as official)")
     parser.add_argument("--position-bias", choices=POSITION_BIASES, default=None,
                         help="generator: 'relative' adds a learned 2-D relative position bias to the backbone "
                              "(default: the preset's; 'none' as official)")
-    parser.add_argument("--mask-ratio-min", type=float, default=None,
+    parser.add_argument("--mask-ratio-min", type=cli.number(float, 0, 1, high_open=True), default=None,
                         help="generator: least fraction of tokens masked in training (default: the preset's, 0.7)")
-    parser.add_argument("--head-lr-scale", type=float, default=1.0,
+    parser.add_argument("--value-loss", type=float, default=None,
+                        help="generator: weight of the auxiliary regression of masked values from the backbone "
+                             "(default: the preset's, 0 as official)")
+    parser.add_argument("--head-lr-scale", type=positive, default=1.0,
                         help="generator: learning rate of the channel head's output layers (channel_heads) times this; "
                              "they must grow large to separate 64 close levels, which a common rate makes slow")
-    parser.add_argument("--eval-samples", type=int, default=500, help="samples per order in the export metrics")
-    parser.add_argument("--kl-weight", type=float, default=5e-4,
+    parser.add_argument("--eval-samples", type=cli.number(int, 2), default=500,
+                        help="samples per order in the export metrics")
+    parser.add_argument("--kl-weight", type=cli.number(float, 0), default=5e-4,
                         help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
     parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
-    defaults = LoopSettings()
-    for name, value in vars(defaults).items():
+    loop_types = {"steps": count, "batch_size": count, "lr": positive, "weight_decay": cli.number(float, 0),
+                  "warmup_steps": cli.number(int, 0), "ema_decay": cli.number(float, 0, 1, high_open=True),
+                  "grad_clip": cli.number(float, 0), "seed": cli.number(int, 0),
+                  "checkpoint_every": cli.number(float, 0), "log_every": count, "device": cli.device}  # fmt: skip
+    for name, value in vars(LoopSettings()).items():
         choices = ("fp32", "bf16") if name == "precision" else None
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, choices=choices)
+        parser.add_argument("--" + name.replace("_", "-"), type=loop_types.get(name, type(value)), default=value,
+                            choices=choices)  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_model_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The preset exists for the task, and a VAE of ``--image-size`` builds (built on the meta device)."""
+    from tokenbridge import vae as vae_module
+    from tokenbridge.generator import GENERATORS
+
+    presets = {"vae": vae_module.PRESETS, "generator": GENERATORS}.get(args.task, {})
     if args.preset is None:
-        args.preset = {"vae": "small", "generator": "tokenbridge_small"}.get(args.task)
-    for name in ("steps", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.workers < 0:
-        parser.error("--workers must be >= 0")
-    if args.head_positions is not None and args.head_positions < 1:
-        parser.error("--head-positions must be >= 1")
-    if args.lr <= 0 or args.head_lr_scale <= 0:
-        parser.error("--lr and --head-lr-scale must be > 0")
-    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
-        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.mask_ratio_min is not None and not 0.0 <= args.mask_ratio_min < 1.0:
-        parser.error(f"--mask-ratio-min must be in [0, 1), got {args.mask_ratio_min}")
+        args.preset = PRESETS.get(args.task)
+    if args.preset not in presets and (presets or args.preset is not None):
+        valid = ", ".join(presets) if presets else f"none (the {args.task} has no presets)"
+        parser.error(f"argument --preset: unknown {args.task} preset {args.preset!r}; valid: {valid}")
+    if args.task == "vae":
+        with torch.device("meta"):
+            cli.check(parser, "--image-size", lambda: vae_module.PRESETS[args.preset](resolution=args.image_size))
+
+
+def _cache_metadata(path: Path) -> dict:
+    """The JSON metadata of a latent cache, tensors left unread."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("tokenbridge", "{}"))
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{str(path)!r} is not a readable latent cache ({type(e).__name__}: {e})") from None
+    if meta.get("format") != LATENT_CACHE_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a latent cache (written by tokenbridge.data.cache_latents)")
+    return meta
+
+
+def check_generator_inputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The latent cache (or the ``--vae`` that writes it) fits the preset and was made by ``--vae``;
+    what the export measures with (``--vae``, ``--classifier``) loads."""
+    from tokenbridge.generator import GENERATORS
+    from tokenbridge.vae import VAEConfig
+
+    path = latents_path(args)
+    meta = cli.check(parser, "--latents", _cache_metadata, path) if path.exists() else None
+    made_by = (meta or {}).get("info", {}).get("scale_factor")
+    vae = None
+    if meta is None or made_by is not None or args.export:
+        header = cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
+        vae = cli.check(parser, "--vae", lambda: VAEConfig(**header["config"]))
+    if meta is None:
+        cli.check(parser, "--latents", cli.output_file, str(path))
+        shape = [vae.embed_dim, vae.latent_size, vae.latent_size]
+    else:
+        shape = meta["latent_shape"]
+        if vae is not None and (shape[0] != vae.embed_dim or made_by not in (None, vae.scale_factor)):
+            parser.error(f"argument --latents: {str(path)!r} was made by another VAE ({shape[0]} channels, scale "
+                         f"factor {made_by}) than --vae {args.vae!r} ({vae.embed_dim} channels, scale factor "
+                         f"{vae.scale_factor}): pass the VAE it was made with, or another --latents")  # fmt: skip
+    with torch.device("meta"):
+        config = GENERATORS[args.preset]().config
+    if list(shape) != [config.vae_embed_dim] + [config.img_size // config.vae_stride] * 2:
+        parser.error(f"argument --preset: latents {shape} do not fit preset {args.preset} "
+                     f"({config.vae_embed_dim} channels, {config.img_size // config.vae_stride} tokens a side)")  # fmt: skip
+    if args.export:
+        cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parsed and checked arguments: ranges, presets, files, folders and the saved state, so a run
+    fails in its first second, not at export."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_model_settings(parser, args)
+    cli.check(parser, "--out", cli.output_folder, args.out)
+    if args.export:
+        cli.check(parser, "--export", cli.output_file, str(Path(args.export).with_suffix(".safetensors")))
+    if args.data != "shapes":
+        cli.check(parser, "--data", cli.input_folder, args.data)
+    cli.check(parser, "--resume" if args.resume else "--out", resume_state, args.out, args.task, args.steps,
+              args.resume)  # fmt: skip
+    if args.task == "generator":
+        check_generator_inputs(parser, args)
     return args
 
 
+def plot_main(argv: list[str]) -> None:
+    """``plot RUN [--out PNG]``: the loss curve of ``RUN/metrics.csv`` (default ``RUN/loss.png``)."""
+    from tokenbridge.viz import plot_training_curves
+
+    parser = cli.ArgumentParser(prog="python -m tokenbridge.train plot", description=plot_main.__doc__)
+    parser.add_argument("run", help="run folder (or its metrics.csv)")
+    parser.add_argument("--out", help="PNG to write (default: loss.png next to metrics.csv)")
+    args = parser.parse_args(argv)
+    columns = cli.check(parser, "run", read_metrics, args.run)
+    run = Path(args.run)
+    out = Path(args.out or (run if run.is_dir() else run.parent) / "loss.png")
+    cli.check(parser, "--out", cli.output_file, str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_training_curves(columns, title=str(run)).savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plot"]:
+        return plot_main(argv[1:])
     args = parse_args(argv)
     settings = LoopSettings(**{k: getattr(args, k) for k in vars(LoopSettings())})
     task = TASKS[args.task](args)

@@ -10,6 +10,7 @@ import math
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.collections
 import matplotlib.colors
 import matplotlib.lines
 import matplotlib.ticker
@@ -52,9 +53,13 @@ def plot_curves(
     logx: bool = False,
     logy: bool = False,
     errors: Mapping[str, Sequence[float]] | None = None,
+    baselines: Mapping[str, float] | None = None,
+    baseline_label: str = "baseline",
 ) -> Figure:
     """Several named y-series over one x axis (e.g. MSE of each rule vs B); ``errors`` (per series
-    name, one value per point, e.g. a standard error) are drawn as shaded bands y ± error."""
+    name, one value per point, e.g. a standard error) are drawn as shaded bands y ± error;
+    ``baselines`` (per series name, one value, e.g. chance) as a dashed line in the series' colour,
+    named ``baseline_label`` once in the legend."""
     fig = Figure(figsize=(5.5, 3.5), layout="constrained")
     ax = fig.subplots()
     for name, ys in curves.items():
@@ -62,6 +67,10 @@ def plot_curves(
         if errors is not None and name in errors:
             y, e = np.asarray(ys, dtype=float), np.asarray(errors[name], dtype=float)
             ax.fill_between(list(x), y - e, y + e, color=line.get_color(), alpha=0.2, lw=0)
+        if baselines is not None and name in baselines:
+            ax.axhline(float(baselines[name]), color=line.get_color(), ls="--", lw=1)
+    if baselines:
+        ax.plot([], [], "k--", lw=1, label=f"dashed: {baseline_label}")
     if logx:
         ax.set_xscale("log", base=2)
     if logy:
@@ -511,4 +520,81 @@ def plot_intervals(measures: Mapping[str, Mapping[str, tuple[float, float, float
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(range(len(names)), names, fontsize=8)
     axes[0].invert_yaxis()
+    return fig
+
+
+def plot_training_curves(columns: Mapping[str, Sequence[float]], title: str = "", smooth: int = 20) -> Figure:
+    """A run's ``metrics.csv`` columns (`tokenbridge.train.read_metrics`) against ``step``: the loss
+    on top, each of the task's own logs below (lr and seconds left out). Raw values thin, a centred
+    running mean over ``smooth`` logged points thick, so the trend shows through batch noise."""
+    names = [n for n in columns if n not in ("step", "lr", "seconds")]
+    steps = np.asarray(columns["step"], dtype=float)
+    fig = Figure(figsize=(6.5, 2.2 + 1.6 * len(names)), layout="constrained")
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names):
+        values = np.asarray(columns[name], dtype=float)
+        line, = ax.plot(steps, values, lw=0.6, alpha=0.4)
+        window = max(1, min(smooth, len(values) // 4))
+        mean = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window // 2 : window // 2 + len(mean)], mean, lw=1.8, color=line.get_color())
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(title or "training")
+    axes[-1].set_xlabel("step")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Token editing (notebook 06)
+# ------------------------------------------------------------------------------------------------
+
+
+def cell_edges(region: torch.Tensor, size: float) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """Outline of the True cells of a bool token grid ``[h, w]`` over a square image ``size`` pixels
+    wide: the cell sides between a selected and an unselected cell, as ``((x0, y0), (x1, y1))``
+    segments in pixel coordinates (y down, as `imshow`). Sides on the image's edge are left out
+    (the frame shows them), so a region of every cell has no outline."""
+    r = torch.as_tensor(region).detach().cpu().bool().numpy()
+    if r.ndim != 2:
+        raise ValueError(f"region must be a bool token grid [h, w], got shape {list(r.shape)}")
+    h, w = r.shape
+    dx, dy = size / w, size / h
+    segments = []
+    for i, j in zip(*np.nonzero(r[1:] != r[:-1])):  # horizontal sides: between rows i and i + 1
+        segments.append(((j * dx, (i + 1) * dy), ((j + 1) * dx, (i + 1) * dy)))
+    for i, j in zip(*np.nonzero(r[:, 1:] != r[:, :-1])):  # vertical sides: between columns j and j + 1
+        segments.append((((j + 1) * dx, i * dy), ((j + 1) * dx, (i + 1) * dy)))
+    return segments
+
+
+def plot_edits(rows: Mapping[str, torch.Tensor], regions: torch.Tensor | Mapping[str, torch.Tensor],
+               column_labels: Sequence[str] | None = None, scale: float = 1.3, colour: str = "red") -> Figure:  # fmt: skip
+    """Named rows of images ``[N, 3, H, W]`` in [-1, 1] (all of one shape), e.g. before and after
+    an edit, top to bottom, with the edited token cells outlined (`cell_edges`). ``regions``: bool
+    ``[h, w]`` (every image of every row) or ``[N, h, w]`` (per image), or a mapping row name →
+    either (rows not named get no outline). Axes: ``len(rows) · N``."""
+    if not rows:
+        raise ValueError("rows must hold at least one batch of images")
+    first = _check_dim(f"row {next(iter(rows))!r}", next(iter(rows.values())), 4, "[N, 3, H, W]")
+    n, size = first.shape[0], first.shape[-1]
+    for name, images in rows.items():
+        if tuple(images.shape) != tuple(first.shape):
+            raise ValueError(f"every row must have one shape, got {name!r} {list(images.shape)} and "
+                             f"{list(first.shape)}")  # fmt: skip
+    per_row = regions if isinstance(regions, Mapping) else {name: regions for name in rows}
+    grids = {}
+    for name, region in per_row.items():
+        if name not in rows:
+            raise ValueError(f"regions names row {name!r}, the rows are {list(rows)}")
+        region = torch.as_tensor(region)
+        if region.dtype != torch.bool or region.dim() not in (2, 3) or (region.dim() == 3 and region.shape[0] != n):
+            raise ValueError(f"the region of row {name!r} must be bool [h, w] or [{n}, h, w], got "
+                             f"{region.dtype} {list(region.shape)}")  # fmt: skip
+        grids[name] = region.expand(n, *region.shape[-2:])
+    fig = plot_image_rows(rows, column_labels, scale)
+    axes = np.asarray(fig.axes).reshape(len(rows), n)
+    for r, name in enumerate(rows):
+        for j in range(n if name in grids else 0):  # imshow puts pixel i at [i - 0.5, i + 0.5]
+            segments = np.asarray(cell_edges(grids[name][j], size), dtype=float).reshape(-1, 2, 2) - 0.5
+            axes[r, j].add_collection(matplotlib.collections.LineCollection(segments, colors=colour, linewidths=1.2))
     return fig

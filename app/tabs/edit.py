@@ -1,0 +1,365 @@
+"""The Edit tab: re-sample a region of an image's tokens, the other tokens kept as known context.
+
+Pick an image (held-out shapes sample, upload, or an image of the last Generate run) and press
+Load; select token-grid cells by clicking the image (a click toggles a cell) or by typing them
+(``ROWS,COLUMNS`` half-open ranges as in ``python -m tokenbridge edit --region``, several joined
+by ``;``, e.g. ``2:6,2:6; 0,7``); pick a class, order and seed; "Edit" streams the region's steps
+(`Pipeline.edit_steps`) and ends with before / after, the changed cells outlined.
+
+`build(pipeline, session, user_errors)` is called by `app.main.build_demo` inside the tab;
+``session`` is the Generate tab's `gr.State` (its last run), ``user_errors`` the app's decorator
+that turns ValueError into a `gr.Error` the user sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import torch
+
+from app import analysis, figures
+from app.state import CFG_RANGE, MAX_BATCH, MAX_SEED, UNCONDITIONAL, choice, class_index, integer, number
+from tokenbridge.data import CLASS_NAMES, to_uint8_image
+from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
+from tokenbridge.sampling import ORDERS
+
+SOURCES = ("shapes sample", "uploaded image", "generated image")
+MIN_SHOWN = 256
+"""Images are enlarged (nearest neighbour, integer factor) to at least this many pixels."""
+SELECTED, CHANGED, GRID_LINE = (245, 133, 24), (228, 26, 28), (255, 255, 255)
+NO_CELL = ("no cell selected: click cells on the image (or type rows,columns such as 2:6,2:6) "
+           "before pressing Edit")  # fmt: skip
+NO_IMAGE = "no image loaded: pick an image and press Load (Edit tab) first"
+TTL_S = 3600
+
+
+@dataclass
+class EditImage:
+    """The tab's current image (per session): its tokens, their decode, and the last edit's result."""
+
+    source: str
+    image: np.ndarray  # uint8 [H, W, 3], decoded from ``tokens``
+    tokens: torch.Tensor  # [N, C] indices, VAE channel order
+    result: EditImage | None = None
+    job: object | None = None  # the edit streaming now; a newer Edit in the session stops it
+
+
+# ------------------------------------------------------------------------------------------------
+# Regions as text: "ROWS,COLUMNS; ROWS,COLUMNS", each a half-open range a:b or one index
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_region(text: str | None, grid: int) -> np.ndarray:
+    """The cells ``text`` selects, bool ``[grid, grid]``; ValueError that quotes a bad part."""
+    selected = np.zeros((grid, grid), dtype=bool)
+    for part in re.split(r"[;\n]", text or ""):
+        if not part.strip():
+            continue
+        ranges = [_range(axis, grid, part) for axis in _axes(part)]
+        (r0, r1), (c0, c1) = ranges[0], ranges[1]
+        selected[r0:r1, c0:c1] = True
+    return selected
+
+
+def _axes(part: str) -> list[str]:
+    axes = part.split(",")
+    if len(axes) != 2:
+        raise ValueError(f"cells must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 (half-open ranges a:b or "
+                         f"single indices; several joined by ';'), got {part.strip()!r}")  # fmt: skip
+    return axes
+
+
+def _range(axis: str, grid: int, part: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d*)\s*(:?)\s*(\d*)\s*", axis)
+    if not m or not (m[1] or m[2]):
+        raise ValueError(f"cannot read {axis.strip()!r} in {part.strip()!r}: use an index or a range a:b")
+    start = int(m[1] or 0)
+    stop = (int(m[3]) if m[3] else grid) if m[2] else start + 1
+    if stop <= start or stop > grid:
+        raise ValueError(f"the range {axis.strip()!r} in {part.strip()!r} is empty or leaves the {grid}×{grid} "
+                         f"token grid (indices 0..{grid - 1})")  # fmt: skip
+    return start, stop
+
+
+def format_region(selected: np.ndarray) -> str:
+    """The shortest-ish text for a selection: rectangles of equal column runs in consecutive rows."""
+    rects, open_ = [], {}  # open_: (c0, c1) -> first row of a rectangle still growing
+    for r, row in enumerate(np.vstack([selected, np.zeros((1, selected.shape[1]), bool)])):
+        runs = set(_runs(row))
+        for run in [run for run in open_ if run not in runs]:
+            rects.append((open_.pop(run), r, *run))
+        for run in runs - set(open_):
+            open_[run] = r
+    span = lambda a, b: str(a) if b == a + 1 else f"{a}:{b}"  # noqa: E731
+    return "; ".join(f"{span(r0, r1)},{span(c0, c1)}" for r0, r1, c0, c1 in sorted(rects, key=lambda x: (x[0], x[2])))
+
+
+def _runs(row: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+# ------------------------------------------------------------------------------------------------
+# Drawing on the enlarged image
+# ------------------------------------------------------------------------------------------------
+
+
+def enlarged(image_HW3: np.ndarray) -> np.ndarray:
+    f = max(1, -(-MIN_SHOWN // max(image_HW3.shape[:2])))
+    return image_HW3.repeat(f, axis=0).repeat(f, axis=1)
+
+
+def _edges(size: int, grid: int) -> np.ndarray:
+    return (np.arange(grid + 1) * size) // grid
+
+
+def with_grid(image_HW3: np.ndarray, grid: int, selected: np.ndarray) -> np.ndarray:
+    """Enlarged image, the token grid drawn over it, selected cells tinted and outlined."""
+    big = enlarged(image_HW3).astype(np.float32)
+    e = _edges(big.shape[0], grid)
+    cell = np.searchsorted(e, np.arange(big.shape[0]), side="right") - 1  # pixel -> cell index
+    tint = selected[cell[:, None], cell[None, :]]
+    big[tint] = 0.6 * big[tint] + 0.4 * np.array(SELECTED)
+    for p in np.minimum(e, big.shape[0] - 1):
+        big[p, :] = 0.55 * big[p, :] + 0.45 * np.array(GRID_LINE)
+        big[:, p] = 0.55 * big[:, p] + 0.45 * np.array(GRID_LINE)
+    return outline(big.round().astype(np.uint8), grid, selected, SELECTED)
+
+
+def outline(big: np.ndarray, grid: int, cells: np.ndarray, colour, width: int = 2) -> np.ndarray:
+    """``big`` (already enlarged) with the border of the cell set ``cells`` ``[grid, grid]`` drawn."""
+    big = big.copy()
+    e = _edges(big.shape[0], grid)
+    padded = np.pad(cells, 1)
+    for r, c in zip(*np.nonzero(cells)):
+        top, bottom, left, right = e[r], e[r + 1], e[c], e[c + 1]
+        if not padded[r, c + 1]:
+            big[top : top + width, left:right] = colour
+        if not padded[r + 2, c + 1]:
+            big[bottom - width : bottom, left:right] = colour
+        if not padded[r + 1, c]:
+            big[top:bottom, left : left + width] = colour
+        if not padded[r + 1, c + 2]:
+            big[top:bottom, right - width : right] = colour
+    return big
+
+
+def cell_at(index, size: int, grid: int) -> tuple[int, int]:
+    """The (row, col) under pixel ``index`` = (x, y) of an enlarged image ``size`` pixels wide."""
+    x, y = (min(max(int(v), 0), size - 1) for v in index)
+    e = _edges(size, grid)
+    return int(np.searchsorted(e, y, side="right") - 1), int(np.searchsorted(e, x, side="right") - 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Handlers
+# ------------------------------------------------------------------------------------------------
+
+
+class Handlers:
+    """The tab's event handlers for one pipeline (state lives in the session's `gr.State`s)."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.grid = pipeline.generator.config.grid_size if pipeline.generator is not None else 1
+
+    def _require_generator(self) -> None:
+        if self.pipeline.generator is None:
+            raise ValueError("this pipeline has no generator: start the app with --generator PATH to edit")
+
+    def _from_tokens(self, source: str, tokens: torch.Tensor) -> EditImage:
+        latents = self.pipeline.tokens_to_latents(tokens[None].long())
+        return EditImage(source, to_uint8_image(self.pipeline.decode(latents))[0], tokens.long().clone())
+
+    def pick(self, source, shape, sample, upload, generated, session) -> EditImage:
+        self._require_generator()
+        choice("image source", source, SOURCES)
+        if source == "generated image":
+            run = session.run if session is not None else None
+            if run is None or not run.finished:
+                raise ValueError("no finished generation in this session: generate images first (Generate tab)")
+            k = integer("generated image number", generated, 1, MAX_BATCH)
+            made = run.settings.batch_size
+            if k > made:
+                raise ValueError(f"the last run made {made} image(s); pick 1..{made}")
+            return EditImage(f"generated image {k} (seed {run.settings.seed + k - 1})", run.final_images()[k - 1],
+                             run.tokens[k - 1].clone())  # fmt: skip
+        if source == "shapes sample":
+            sample = integer("sample number", sample, 0, analysis.SHAPES_PER_CLASS - 1)
+            image, name = analysis.shapes_image(self.pipeline, shape, sample), f"shapes sample {sample} of {shape!r}"
+        else:
+            image, name = analysis.uploaded_image(self.pipeline, upload), "uploaded image"
+        return self._from_tokens(name, self.pipeline.encode_tokens(image[None])[0])
+
+    def load(self, source, shape, sample, upload, generated, region, session):
+        current = self.pick(source, shape, sample, upload, generated, session)
+        return self._shown(current, region), self._info(current), current
+
+    def use_result(self, region, current):
+        if current is None or current.result is None:
+            raise ValueError("nothing edited yet in this session: press Edit first")
+        current = current.result
+        return self._shown(current, region), self._info(current), current
+
+    def _info(self, current: EditImage) -> str:
+        n = current.tokens.shape[0]
+        return (f"**{current.source}** · {self.grid}×{self.grid} = {n} tokens (as decoded from its tokens) · click "
+                f"cells to select or unselect them, or type them below")  # fmt: skip
+
+    def _shown(self, current: EditImage | None, region) -> np.ndarray | None:
+        selected = parse_region(region, self.grid)
+        return None if current is None else with_grid(current.image, self.grid, selected)
+
+    def redraw(self, region, current):
+        return self._shown(current, region)
+
+    def toggle(self, region, current, evt: gr.SelectData):
+        if current is None:
+            raise ValueError(NO_IMAGE)
+        selected = parse_region(region, self.grid)
+        row, col = cell_at(evt.index, enlarged(current.image).shape[0], self.grid)
+        selected[row, col] = not selected[row, col]
+        text = format_region(selected)
+        return text, self._shown(current, text)
+
+    def invert(self, region, current):
+        text = format_region(~parse_region(region, self.grid))
+        return text, self._shown(current, text)
+
+    def clear(self, current):
+        return "", self._shown(current, "")
+
+    def settings(self, region, class_name, order, seed, steps, cfg, current) -> tuple[np.ndarray, dict]:
+        """The checked region ``[grid, grid]`` and `Pipeline.edit_steps` keywords."""
+        self._require_generator()
+        if current is None:
+            raise ValueError(NO_IMAGE)
+        selected = parse_region(region, self.grid)
+        if not selected.any():
+            raise ValueError(NO_CELL)
+        label = class_index(self.pipeline, class_name)
+        steps = integer("steps", steps, 1, self.grid * self.grid)
+        return selected, dict(
+            labels=None if label is None else [label], seed=integer("seed", seed, 0, MAX_SEED),
+            order=choice("order", order, ORDERS), num_steps=min(steps, int(selected.sum())),
+            cfg=number("CFG scale", cfg, *CFG_RANGE),
+        )  # fmt: skip
+
+    def edit(self, region, class_name, order, seed, steps, cfg, current):
+        selected, kw = self.settings(region, class_name, order, seed, steps, cfg, current)
+        run = self.pipeline.edit_steps(current.tokens[None], torch.from_numpy(selected), preview=True, **kw)
+        current.job = job = object()
+        commit_step = np.full(self.grid * self.grid, -1, dtype=np.int16)
+        before = outline(enlarged(current.image), self.grid, selected, SELECTED)
+        for out in run:
+            if current.job is not job:  # a newer Edit in this session took over
+                run.close()
+                return
+            s = out.step
+            committed, mask = s.committed[0].cpu().numpy(), s.mask[0].cpu().numpy()
+            commit_step[committed] = s.step
+            preview = to_uint8_image(out.preview)[0]
+            status = self._status(s, selected, kw, committed, mask)
+            maps = (figures.committed_map(mask, committed, commit_step, self.grid,
+                                          "positions (outside the region: kept)"),
+                    figures.confidence_map(s.confidence[0].float().cpu().numpy(), committed, self.grid,
+                                           "confidence in the region"))  # fmt: skip
+            after = None
+            if s.step == s.num_steps - 1:
+                before, after, status = self._finish(current, s.tokens[0].cpu(), preview, status)
+            yield outline(enlarged(preview), self.grid, selected, SELECTED), status, *maps, before, after
+
+    def _status(self, s, selected, kw, committed, mask) -> str:
+        total, t = int(selected.sum()), s.step + 1
+        bar = "▰" * round(10 * t / s.num_steps)
+        return (f"**step {t} / {s.num_steps}** {bar.ljust(10, '▱')} · {int(mask.sum())} of {total} selected cells "
+                f"still masked · {int(committed.sum())} committed at this step · CFG w = {s.cfg:.2f}")  # fmt: skip
+
+    def _finish(self, current: EditImage, tokens: torch.Tensor, after: np.ndarray, status: str) -> tuple:
+        """Before / after with the changed cells outlined; the result kept for "Use the result"."""
+        changed = (tokens != current.tokens).any(dim=-1).reshape(self.grid, self.grid).numpy()
+        current.result = EditImage(f"the edit of {current.source}", after, tokens.long())
+        status += f" · **done**: {int(changed.sum())} cell(s) changed (outlined red)"
+        return (outline(enlarged(current.image), self.grid, changed, CHANGED),
+                outline(enlarged(after), self.grid, changed, CHANGED), status)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# Layout and events
+# ------------------------------------------------------------------------------------------------
+
+
+def _controls(pipeline: Pipeline) -> SimpleNamespace:
+    """The left column: image source, cell selection and the sampler settings."""
+    ui = SimpleNamespace()
+    classes = [UNCONDITIONAL, *pipeline.classes]
+    seq_len = pipeline.generator.config.seq_len if pipeline.generator is not None else 2
+    ui.source = gr.Radio(list(SOURCES), value="shapes sample", label="image source", elem_id="edit-source")
+    ui.shape = gr.Dropdown(list(CLASS_NAMES), value=CLASS_NAMES[3], label="shape")
+    ui.sample = gr.Number(0, label="sample number", precision=0, minimum=0, maximum=analysis.SHAPES_PER_CLASS - 1)
+    ui.upload = gr.File(label=f"upload ({analysis.UPLOAD_LIMITS})", file_types=["image"], type="filepath")
+    ui.generated = gr.Number(1, label="generated image number (last run)", precision=0, minimum=1, maximum=MAX_BATCH)
+    ui.load = gr.Button("Load", elem_id="edit-load")
+    ui.region = gr.Textbox("", label="selected cells: ROWS,COLUMNS; ... (click the image, or type and press Enter)",
+                           placeholder="e.g. 2:6,2:6", elem_id="edit-region")  # fmt: skip
+    with gr.Row():
+        ui.clear = gr.Button("Clear", size="sm", min_width=80, elem_id="edit-clear")
+        ui.invert = gr.Button("Invert (outpaint)", size="sm", min_width=80, elem_id="edit-invert")
+    ui.class_name = gr.Dropdown(classes, value=classes[min(9, len(classes) - 1)], label="class of the region",
+                                elem_id="edit-class")  # fmt: skip
+    ui.order = gr.Radio(list(ORDERS), value=SAMPLER_DEFAULTS["order"], label="order", elem_id="edit-order")
+    ui.seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
+    ui.steps = gr.Slider(1, seq_len, value=min(8, seq_len), step=1, label="steps (at most one per selected cell)")
+    ui.cfg = gr.Slider(*CFG_RANGE, value=SAMPLER_DEFAULTS["cfg"], step=0.1, label="CFG scale w")
+    with gr.Row():
+        ui.edit = gr.Button("Edit", variant="primary", min_width=80, elem_id="edit-btn")
+        ui.again = gr.Button("Use the result", min_width=80, elem_id="edit-again")
+    return ui
+
+
+def _outputs(ui: SimpleNamespace) -> None:
+    """The right column: the image to click, the streamed steps, before / after."""
+    ui.info = gr.Markdown("Pick an image and press **Load**, then click cells to select the region to re-sample.",
+                          elem_id="edit-info")  # fmt: skip
+    image = dict(interactive=False, format="png", height=260, elem_classes=["pixelated"])
+    with gr.Row():
+        ui.image = gr.Image(label="click cells to select", elem_id="edit-image", **image)
+        ui.before = gr.Image(label="before (changed cells outlined)", elem_id="edit-before", **image)
+        ui.after = gr.Image(label="after", elem_id="edit-after", **image)
+    ui.status = gr.Markdown("", elem_id="edit-status")
+    with gr.Row():
+        ui.preview = gr.Image(label="preview (masked: prior mean 0)", elem_id="edit-preview", **image)
+        ui.committed = gr.Plot(label="committed / masked", elem_id="edit-committed")
+        ui.confidence = gr.Plot(label="confidence", elem_id="edit-confidence")
+
+
+def build(pipeline: Pipeline, session: gr.State, user_errors) -> None:
+    """Lay the tab out and wire its events (call inside ``gr.Tab("Edit")``); endpoints
+    ``/edit_load`` and ``/edit`` (``/edit_result``: continue from the last edit)."""
+    h = Handlers(pipeline)
+    if pipeline.generator is None:
+        gr.Markdown("**No generator loaded**: editing re-samples tokens with the generator. Start the app with "
+                    "`--generator PATH`.")  # fmt: skip
+    current = gr.State(None, time_to_live=TTL_S)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            ui = _controls(pipeline)
+        with gr.Column(scale=3):
+            _outputs(ui)
+    picked = [ui.source, ui.shape, ui.sample, ui.upload, ui.generated, ui.region, session]
+    ui.load.click(user_errors(h.load), picked, [ui.image, ui.info, current], api_name="edit_load")
+    ui.again.click(user_errors(h.use_result), [ui.region, current], [ui.image, ui.info, current],
+                   api_name="edit_result")  # fmt: skip
+    ui.image.select(user_errors(h.toggle), [ui.region, current], [ui.region, ui.image], api_name=False)
+    for event in (ui.region.submit, ui.region.blur):
+        event(user_errors(h.redraw), [ui.region, current], [ui.image], api_name=False, trigger_mode="always_last")
+    ui.clear.click(h.clear, [current], [ui.region, ui.image], api_name=False)
+    ui.invert.click(user_errors(h.invert), [ui.region, current], [ui.region, ui.image], api_name=False)
+    settings = [ui.region, ui.class_name, ui.order, ui.seed, ui.steps, ui.cfg, current]
+    shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.before, ui.after]
+    ui.edit.click(user_errors(h.edit), settings, shown, api_name="edit", concurrency_id="sampler",
+                  show_progress="minimal")  # fmt: skip

@@ -1,0 +1,219 @@
+"""Token editing: a partially known start in the sampler, `Pipeline.edit*`, and the ``edit`` command line."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from tokenbridge import checkpoints
+from tokenbridge.__main__ import main as cli_main
+from tokenbridge.data import CLASS_NAMES, to_uint8_image
+from tokenbridge.evaluate import shapes_images
+from tokenbridge.generator import tokenbridge_tiny
+from tokenbridge.pipeline import Pipeline
+from tokenbridge.sampling import generate, mask_schedule, sample_steps
+from tokenbridge.vae import small
+
+
+
+@pytest.fixture(scope="module")
+def pipe(seeded):
+    """Small VAE + tiny generator (8×8 tokens × 16 channels × 64 levels), random weights, CPU."""
+    return Pipeline(seeded(small), seeded(lambda: tokenbridge_tiny(class_num=10)), classes=CLASS_NAMES, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tokens(pipe):
+    return pipe.generate_tokens([3, 5], seed=0, num_steps=4)  # [2, 64, 16]
+
+
+def centre(rows=slice(2, 6), cols=slice(2, 6)):
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[rows, cols] = True
+    return region
+
+
+# ------------------------------------------------------------------ the sampler's known start
+def test_a_start_with_every_position_masked_is_plain_generation(pipe, tokens):
+    model, labels = pipe.generator, torch.tensor([3, 5])
+    for order in ("random", "confidence"):
+        plain = generate(model, labels, generator=torch.Generator().manual_seed(1), num_steps=5, order=order)
+        started = generate(model, labels, generator=torch.Generator().manual_seed(1), num_steps=5, order=order,
+                           tokens=tokens, mask=torch.ones(2, 64, dtype=torch.bool))  # fmt: skip
+        assert torch.equal(plain, started), order
+
+
+@pytest.mark.parametrize("order", ["random", "confidence"])
+def test_steps_sample_only_the_masked_positions_on_their_own_schedule(pipe, tokens, order):
+    mask = centre().reshape(1, 64).expand(2, 64)
+    steps = list(sample_steps(pipe.generator, torch.tensor([3, 5]), generator=torch.Generator().manual_seed(0),
+                              num_steps=5, order=order, tokens=tokens, mask=mask))  # fmt: skip
+    assert [int(s.mask[0].sum()) for s in steps] == mask_schedule(16, 5)  # cosine over the 16 to sample
+    committed = torch.stack([s.committed for s in steps]).sum(dim=0)
+    assert torch.equal(committed.bool(), mask) and committed.max() == 1
+    for s in steps:  # the kept tokens are context from the first step on
+        assert torch.equal(s.tokens[~mask], tokens[~mask])
+        torch.testing.assert_close(s.x_hat[~mask], pipe.generator.dequantize(tokens[~mask]).float())
+
+
+def test_sampler_start_is_checked(seeded):
+    model = seeded(lambda: tokenbridge_tiny(class_num=10))
+    labels, g = torch.tensor([0]), torch.Generator()
+    tokens, mask = torch.zeros(1, 64, 16, dtype=torch.long), torch.zeros(1, 64, dtype=torch.bool)
+    with pytest.raises(ValueError, match="pass tokens and mask together"):
+        sample_steps(model, labels, generator=g, tokens=tokens)
+    with pytest.raises(ValueError, match="selects no position"):
+        sample_steps(model, labels, generator=g, tokens=tokens, mask=mask)
+    with pytest.raises(ValueError, match=r"num_steps must be an integer in 1..2 \(the number of tokens to sample\)"):
+        two = mask.index_fill(1, torch.tensor([0, 9]), True)
+        sample_steps(model, labels, generator=g, num_steps=3, tokens=tokens, mask=two)
+
+
+# ------------------------------------------------------------------ Pipeline.edit_tokens / edit_steps / edit
+@pytest.mark.parametrize("order", ["random", "confidence"])
+def test_edit_keeps_the_outside_bit_for_bit_and_is_seeded(pipe, tokens, order):
+    region = centre()
+    inside = region.reshape(64)
+    edited = pipe.edit_tokens(tokens, region, labels=[7, 7], seed=3, order=order, num_steps=4)
+    assert edited.dtype == tokens.dtype and edited.shape == tokens.shape
+    assert torch.equal(edited[:, ~inside], tokens[:, ~inside])
+    assert (edited[:, inside] != tokens[:, inside]).any(dim=-1).float().mean() > 0.5  # most cells re-sampled
+    assert torch.equal(edited, pipe.edit_tokens(tokens, region, labels=[7, 7], seed=3, order=order, num_steps=4))
+    assert not torch.equal(edited, pipe.edit_tokens(tokens, region, labels=[7, 7], seed=4, order=order, num_steps=4))
+    uint8 = pipe.edit_tokens(tokens.to(torch.uint8), region, labels=7, seed=3, order=order, num_steps=4)
+    assert uint8.dtype == torch.uint8 and torch.equal(uint8.long(), edited)  # one label serves every image
+
+
+def test_per_image_regions_and_rows_independent_of_the_batch(pipe, tokens):
+    regions = torch.stack([centre(), centre(slice(0, 2), slice(0, 8))])  # 16 cells each
+    batch = pipe.edit_tokens(tokens, regions, labels=[1, 2], seed=5, num_steps=3, cfg=2.0)
+    for i in range(2):  # image i is seeded seed + i, as in generation
+        alone = pipe.edit_tokens(tokens[i : i + 1], regions[i], labels=[i + 1], seed=5 + i, num_steps=3, cfg=2.0)
+        assert torch.equal(batch[i : i + 1], alone), i
+
+
+def test_edit_steps_stream_previews_of_the_whole_image(pipe, tokens):
+    steps = list(pipe.edit_steps(tokens[:1], centre(slice(0, 2), slice(0, 2)), labels=None, preview=True))
+    assert len(steps) == 4  # num_steps defaults to min(16, the 4 cells of the region)
+    assert all(s.preview.shape == (1, 3, 64, 64) for s in steps)
+    final = pipe.decode(pipe.tokens_to_latents(steps[-1].step.tokens))
+    assert torch.allclose(steps[-1].preview, final, atol=1e-5)
+
+
+def test_edit_images_returns_the_input_shape(pipe):
+    images = shapes_images(2)
+    assert pipe.encode_tokens(images).shape == (2, 64, 16)
+    edited = pipe.edit(images, centre(), labels=[3, 3], num_steps=2)
+    assert edited.shape == images.shape and edited.min() >= -1 and edited.max() <= 1
+    assert pipe.edit(images[0], centre(), labels=3, num_steps=2).shape == images[0].shape
+    assert torch.equal(edited, pipe.edit(images, centre(), labels=[3, 3], num_steps=2))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(region=torch.ones(4, 4, dtype=torch.bool)), r"region must be a bool tensor \[8, 8\] or \[2, 8, 8\]"),
+        (dict(region=torch.ones(3, 8, 8, dtype=torch.bool)), r"region must be a bool tensor"),
+        (dict(region=torch.ones(8, 8)), r"region must be a bool tensor .* got torch.float32"),
+        (dict(region=torch.zeros(8, 8, dtype=torch.bool)), r"the region is empty \(no cell selected\) for image\(s\) \[0, 1\]"),
+        (dict(region=torch.stack([centre(), centre(slice(0, 1))])), r"same number of cells in every image, got \[16, 4\]"),
+        (dict(labels=[10, 1]), "class 10 out of range: valid 0..9"),
+        (dict(labels=[1, 2, 3]), "labels must be one class id or 2"),
+        (dict(tokens=lambda t: t.index_fill(1, torch.tensor([0]), 64)), r"tokens to keep \(outside the mask\) must be indices in 0..63, got values 0..64"),
+        (dict(tokens=lambda t: t[0]), r"tokens must be \[B, 64, 16\] indices"),
+        (dict(tokens=lambda t: t.float()), r"tokens must be an integer tensor \[2, 64, 16\]"),
+        (dict(num_steps=17), r"num_steps must be an integer in 1..16 \(the number of tokens to sample\)"),
+    ],
+)  # fmt: skip
+def test_bad_edits_name_the_problem(pipe, tokens, change, message):
+    args = {"region": centre(), "labels": None, **change}
+    args["tokens"] = args.get("tokens", lambda t: t)(tokens)
+    with pytest.raises(ValueError, match=message):
+        pipe.edit_tokens(**args)
+
+
+def test_edit_of_images_of_another_size_is_refused(pipe):
+    with pytest.raises(ValueError, match=r"images must be \[B, 3, 64, 64\]"):
+        pipe.edit(torch.zeros(1, 3, 32, 32), centre())
+
+
+# ------------------------------------------------------------------ command line
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, pipe):
+    """The tiny models as files, one generator that needs another VAE, and a 64×64 input image."""
+    root = tmp_path_factory.mktemp("models")
+    checkpoints.save_model(pipe.vae, root / "vae.safetensors", "vae", pipe.vae.config.to_dict())
+    checkpoints.save_model(pipe.generator, root / "gen.safetensors", "generator", pipe.generator.config.to_dict(),
+                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+    other = tokenbridge_tiny(vae_embed_dim=8)
+    checkpoints.save_model(other, root / "gen8.safetensors", "generator", other.config.to_dict())
+    Image.fromarray(to_uint8_image(shapes_images(1)[0])).save(root / "in.png")
+    return root
+
+
+def test_edit_cli_writes_the_edited_image(files, tmp_path, capsys):
+    models = ["--vae", str(files / "vae.safetensors"), "--generator", str(files / "gen.safetensors")]
+    outs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for out in outs:
+        cli_main(["edit", "--image", str(files / "in.png"), "--region", "2:6,2:6", "--class", "star", "--steps", "3",
+                  "--device", "cpu", "--out", str(out), *models])  # fmt: skip
+    assert "rows 2:6, columns 2:6: 16 of 64 tokens re-sampled, class star" in capsys.readouterr().out
+    assert Image.open(outs[0]).size == (64, 64)
+    assert outs[0].read_bytes() == outs[1].read_bytes()  # seeded
+
+
+def test_sample_with_only_a_generator_pairs_it_with_the_embedded_vae(files, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    cli_main(["sample", "--generator", str(files / "gen.safetensors"), "--class", "3", "--n", "2", "--steps", "2",
+              "--device", "cpu", "--out", str(out)])  # fmt: skip
+    assert "2 images, class star" in capsys.readouterr().out and out.is_file()
+
+
+EDIT = ["edit", "--image", "{image}", "--region", "2:6,2:6"]
+BAD_COMMAND_LINES = {  # {image}, {gen8}, {vae}, {root}: the `files` fixture's
+    "columns 0": (["sample", "--columns", "0"], "argument --columns: must be an integer >= 1, got '0'"),
+    "n 0": (["sample", "--n", "0"], "argument --n: must be an integer >= 1"),
+    "out folder missing": (["sample", "--out", "{root}/nowhere/x.png"], "argument --out: the folder .* does not exist"),
+    "out format": (["sample", "--out", "{root}/x.xyz"], "unknown image format '.xyz'"),
+    "missing generator": (["sample", "--generator", "missing.safetensors"], "argument --generator: no such file"),
+    "generator is a vae": (["sample", "--generator", "{vae}"], "holds a 'vae' model, expected 'generator'"),
+    "generator needs another vae": (["sample", "--generator", "{gen8}"], "argument --generator: it needs a VAE "
+                                    "with 8 latent channels and stride 8, the embedded VAE has 16"),
+    "bad device": (["sample", "--device", "foo"], "argument --device: 'foo' is not a usable device"),
+    "unknown class": (["sample", "--class", "blob"], "argument --class: unknown class 'blob'; valid: circle"),
+    "class and per-class": (["sample", "--class", "3", "--per-class", "2"], "not allowed with"),
+    "steps past the tokens": (["sample", "--steps", "65"], "argument --steps: must be <= 64"),
+    "negative cfg": (["sample", "--cfg", "-1"], "argument --cfg: must be a finite number >= 0"),
+    "no image": (["edit", "--region", "2:6,2:6"], "the following arguments are required: --image"),
+    "missing image": (["edit", "--image", "missing.png", "--region", "1,1"], "argument --image: no such file"),
+    "unreadable image": (["edit", "--image", "{gen8}", "--region", "1,1"], "argument --image: .*cannot read image"),
+    "region syntax": (["edit", "--image", "{image}", "--region", "2-6"], "argument --region: must be ROWS,COLUMNS"),
+    "region empty": (["edit", "--image", "{image}", "--region", "4:4,1"], "argument --region: the range '4:4'"),
+    "region off the grid": (["edit", "--image", "{image}", "--region", "2:9,0:3"], "rows 2:9 reach past the 8×8"),
+    "edit unknown class": ([*EDIT, "--class", "12"], "argument --class: unknown class '12'"),
+    "edit steps past the region": ([*EDIT, "--steps", "17"], "argument --steps: must be <= 16"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_COMMAND_LINES))
+def test_bad_command_lines_exit_2_with_one_line(files, case, capsys):
+    template, message = BAD_COMMAND_LINES[case]
+    paths = dict(image=files / "in.png", gen8=files / "gen8.safetensors", vae=files / "vae.safetensors", root=files)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([arg.format(**paths) for arg in template])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+
+
+def test_python_dash_m_answers_bad_input_with_one_line(files):
+    result = subprocess.run([sys.executable, "-m", "tokenbridge", "edit", "--image", str(files / "in.png"),
+                             "--region", "0:3,9"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "python -m tokenbridge edit: error: argument --region: columns 9:10 reach past the 8×8 token grid "
+        "(indices 0..7) (see --help)"
+    ]
