@@ -28,7 +28,7 @@ import time
 import torch
 
 from tokenbridge.generator import GENERATORS, TokenBridge, tokenbridge_tiny
-from tokenbridge.sampling import _decode_channels
+from tokenbridge.sampling import decode_channels
 
 
 def _sync(device: str) -> None:
@@ -85,7 +85,7 @@ def bench_channel_cache(positions: int, repeats: int, device: str, presets=("tok
         seconds, tokens = {}, {}
         for use_cache in (True, False):
             seconds[use_cache], (tokens[use_cache], _, _) = timed(
-                lambda: _decode_channels(model, z_MD, None, 1.0, 1.0, uniform_MC, use_cache, False), repeats, device
+                lambda: decode_channels(model, z_MD, None, 1.0, 1.0, uniform_MC, use_cache, False), repeats, device
             )
         agreement = float((tokens[True] == tokens[False]).all(dim=1).float().mean())
         if exact and agreement < 1:

@@ -169,7 +169,7 @@ def _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg
         z_uncond_MD = None if z_uncond_BND is None else z_uncond_BND[decode_BN]
         if z_uncond_MD is not None and cfg_mode == "feature":
             z_MD, z_uncond_MD = z_uncond_MD + w * (z_MD - z_uncond_MD), None
-        new_MC, logp_M, probs_MCV = _decode_channels(
+        new_MC, logp_M, probs_MCV = decode_channels(
             model, z_MD, z_uncond_MD, w, temperature, uniform_BNC[decode_BN], use_cache, record_probs
         )
 
@@ -205,11 +205,14 @@ def _features(model, tokens_BNC, labels_B, mask_BN, w):
     return z_2BND.chunk(2)
 
 
-def _decode_channels(model, z_MD, z_uncond_MD, w, temperature, uniform_MC, use_cache, record_probs):
-    """Sample C channels (generation order) for M positions.
+def decode_channels(model, z_MD, z_uncond_MD, w, temperature, uniform_MC, use_cache, record_probs):
+    """Sample C channels (generation order) for M positions with features ``z_MD`` (public: the
+    sampling benchmark times it alone, cached against uncached).
 
-    Returns tokens ``[M, C]`` long, joint log-prob ``[M]``, probs ``[M, C, V]`` or None. With
-    ``z_uncond_MD`` (logit CFG) both branches run together as 2M rows on the same prefix.
+    ``uniform_MC``: one uniform number per (position, channel) for inverse-CDF sampling, so both
+    paths draw identical tokens; ``w``: the CFG scale of logit guidance. Returns tokens ``[M, C]``
+    long, joint log-prob ``[M]``, probs ``[M, C, V]`` or None. With ``z_uncond_MD`` (logit CFG)
+    both branches run together as 2M rows on the same prefix.
     """
     guided = z_uncond_MD is not None
     rows_RD = torch.cat([z_MD, z_uncond_MD]) if guided else z_MD
