@@ -124,15 +124,15 @@ def context_measures(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: to
 
 def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int = 200) -> dict:
     """Every measure of the module docstring for one model trained on shapes latents."""
-    from tokenbridge.evaluate import generation_metrics
+    from tokenbridge.evaluate import generation_metrics, shapes_images
     from tokenbridge.pipeline import Pipeline
 
     if model.config.class_num != len(ShapesDataset.classes):
         raise ValueError(f"the harness measures on held-out shapes ({len(ShapesDataset.classes)} classes); the model "
                          f"has {model.config.class_num}: train it on shapes latents")  # fmt: skip
     pipe = Pipeline(vae, model, classes=ShapesDataset.classes, device="cpu")
-    data = ShapesDataset(heldout, seed=HELDOUT_SEED, size=pipe.image_size)
-    images, labels = (torch.stack(column) for column in zip(*[data[i] for i in range(heldout)]))
+    images = shapes_images(heldout, size=pipe.image_size)  # held-out split; image i is of class i % 10
+    labels = torch.arange(heldout) % len(ShapesDataset.classes)
     indices = pipe.quantize(patchify(pipe.encode(images), model.config.patch_size)).long()
     out = context_measures(model, indices, labels)
     if samples:

@@ -246,6 +246,38 @@ def read_metrics(path: str | os.PathLike) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in rows] for name in rows[0]}
 
 
+def restore(state: dict, source: str, model: nn.Module, ema: nn.Module, optimizer, settings: dict,
+            model_config: dict) -> tuple[int, float, list]:  # fmt: skip
+    """Load a saved state into ``model``, ``ema`` and ``optimizer``; ``(step, wall time, history)``,
+    the history extended by the earlier settings and model config when this run changed them
+    (e.g. more ``--steps`` or ``--dropout 0``: the sidecar keeps how the first steps ran)."""
+    checkpoints.load_state_strict(model, state["model"], source)
+    checkpoints.load_state_strict(ema, state["ema"], source)
+    optimizer.load_state_dict(state["optimizer"])
+    start, wall, history = int(state["step"]), float(state["wall_time_s"]), list(state.get("history", []))
+    changed = {"until_step": start}
+    if state.get("settings") != settings:
+        changed["settings"] = state.get("settings")
+    earlier_config = state.get("model_config", model_config)
+    if earlier_config != model_config:
+        changed["model_config"] = {k: v for k, v in earlier_config.items() if model_config.get(k) != v}
+    if len(changed) > 1:
+        history.append(changed)
+    return start, wall, history
+
+
+def optimize(loss: torch.Tensor, model: nn.Module, ema: nn.Module, optimizer, settings: LoopSettings,
+             step: int) -> None:  # fmt: skip
+    """One optimizer step on ``loss`` (gradients clipped to ``grad_clip``), then the EMA update
+    (decay warmed up as ``(1 + step) / (10 + step)`` until it reaches ``ema_decay``)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if settings.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    optimizer.step()
+    update_ema(ema, model, min(settings.ema_decay, (1 + step) / (10 + step)))
+
+
 def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False,
           progress: bool = True) -> tuple[nn.Module, dict]:  # fmt: skip
     """Run (or continue) training; returns ``(ema_model, state_info)``.
@@ -273,18 +305,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     start, wall, history = 0, 0.0, []
     model_config = json.loads(json.dumps(task.model_config(model)))  # plain lists, as a state file holds them
     if state is not None:
-        checkpoints.load_state_strict(model, state["model"], str(state_path))
-        checkpoints.load_state_strict(ema, state["ema"], str(state_path))
-        optimizer.load_state_dict(state["optimizer"])
-        start, wall, history = int(state["step"]), float(state["wall_time_s"]), list(state.get("history", []))
-        changed = {"until_step": start}  # e.g. more --steps or --dropout 0: keep how the first steps ran
-        if state.get("settings") != vars(settings):
-            changed["settings"] = state.get("settings")
-        earlier_config = state.get("model_config", model_config)
-        if earlier_config != model_config:
-            changed["model_config"] = {k: v for k, v in earlier_config.items() if model_config.get(k) != v}
-        if len(changed) > 1:
-            history.append(changed)
+        start, wall, history = restore(state, str(state_path), model, ema, optimizer, vars(settings), model_config)
 
     def save(step: int) -> None:
         if rank == 0:
@@ -313,16 +334,12 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
             torch.manual_seed(generator.initial_seed())
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
                 loss, logs = task.loss(net, batch, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        update_ema(ema, model, min(settings.ema_decay, (1 + step) / (10 + step)))
+        optimize(loss, model, ema, optimizer, settings, step)
         if step % settings.log_every == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
+            value = loss.item()
+            bar.set_postfix(loss=f"{value:.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
             if rank == 0:
-                log.write({"step": step, "loss": f"{loss.item():.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
+                log.write({"step": step, "loss": f"{value:.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
                            "lr": f"{lr_at(step, settings):.6g}", "seconds": f"{wall + time.time() - t0:.2f}"})
         if time.time() - last_save > settings.checkpoint_every:
             save(step + 1)
