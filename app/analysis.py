@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.state import integer
 from tokenbridge import spectral
 from tokenbridge.data import CLASS_NAMES, HELDOUT_SEED, TRAIN_SEED, ShapesDataset, load_image, to_uint8_image
 from tokenbridge.metrics import psnr
@@ -57,6 +58,14 @@ def uploaded_image(pipeline: Pipeline, path: str | os.PathLike | None) -> torch.
     except ValueError as e:  # name the upload, not the server's temporary path
         raise ValueError(f"uploaded file {os.path.basename(str(path))!r}: "
                          f"{str(e).removeprefix(f'{path}: ')} ({UPLOAD_LIMITS})") from None  # fmt: skip
+
+
+def picked_image(pipeline: Pipeline, source: str, shape: str, sample, upload) -> torch.Tensor:
+    """The image a tab's picker names, ``[3, H, W]``: held-out shapes sample ``sample`` of ``shape``
+    for ``source`` "shapes sample", else the upload (``sample`` is checked: it comes from the client)."""
+    if source == "shapes sample":
+        return shapes_image(pipeline, shape, integer("sample number", sample, 0, SHAPES_PER_CLASS - 1))
+    return uploaded_image(pipeline, upload)
 
 
 def latent_order(pipeline: Pipeline) -> tuple[int, ...]:

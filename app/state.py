@@ -209,6 +209,18 @@ class Session:
     run: Run | None = None
 
 
+def last_generated(session: Session | None, number) -> tuple[Run, int]:
+    """The session's finished run and ``number`` checked as one of its images (1-based, as typed)."""
+    run = session.run if session is not None else None
+    if run is None or not run.finished:
+        raise ValueError("no finished generation in this session: generate images first (Generate tab)")
+    k = integer("generated image number", number, 1, MAX_BATCH)
+    made = run.settings.batch_size
+    if k > made:
+        raise ValueError(f"the last run made {made} image(s); pick 1..{made}")
+    return run, k
+
+
 @dataclass
 class ChannelImage:
     """The Channels tab's current image: its latents and, for a generated one, how it was sampled."""

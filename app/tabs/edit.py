@@ -6,9 +6,8 @@ Load; select token-grid cells by clicking the image (a click toggles a cell) or 
 by ``;``, e.g. ``2:6,2:6; 0,7``); pick a class, order and seed; "Edit" streams the region's steps
 (`Pipeline.edit_steps`) and ends with before / after, the changed cells outlined.
 
-`build(pipeline, session, user_errors)` is called by `app.main.build_demo` inside the tab;
-``session`` is the Generate tab's `gr.State` (its last run), ``user_errors`` the app's decorator
-that turns ValueError into a `gr.Error` the user sees.
+`build(pipeline, session)` is called by `app.main.build_demo` inside the tab; ``session`` is the
+Generate tab's `gr.State` (its last run).
 """
 
 from __future__ import annotations
@@ -22,19 +21,16 @@ import numpy as np
 import torch
 
 from app import analysis, figures
-from app.state import CFG_RANGE, MAX_BATCH, MAX_SEED, UNCONDITIONAL, choice, class_index, integer, number
-from tokenbridge.data import CLASS_NAMES, to_uint8_image
+from app.state import CFG_RANGE, MAX_SEED, UNCONDITIONAL, choice, class_index, integer, last_generated, number
+from app.widgets import SOURCES, STATE_TTL_S, enlarge, image_picker, user_errors
+from tokenbridge.data import to_uint8_image
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 from tokenbridge.sampling import ORDERS
 
-SOURCES = ("shapes sample", "uploaded image", "generated image")
-MIN_SHOWN = 256
-"""Images are enlarged (nearest neighbour, integer factor) to at least this many pixels."""
 SELECTED, CHANGED, GRID_LINE = (245, 133, 24), (228, 26, 28), (255, 255, 255)
 NO_CELL = ("no cell selected: click cells on the image (or type rows,columns such as 2:6,2:6) "
            "before pressing Edit")  # fmt: skip
 NO_IMAGE = "no image loaded: pick an image and press Load (Edit tab) first"
-TTL_S = 3600
 
 
 @dataclass
@@ -108,18 +104,13 @@ def _runs(row: np.ndarray) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def enlarged(image_HW3: np.ndarray) -> np.ndarray:
-    f = max(1, -(-MIN_SHOWN // max(image_HW3.shape[:2])))
-    return image_HW3.repeat(f, axis=0).repeat(f, axis=1)
-
-
 def _edges(size: int, grid: int) -> np.ndarray:
     return (np.arange(grid + 1) * size) // grid
 
 
 def with_grid(image_HW3: np.ndarray, grid: int, selected: np.ndarray) -> np.ndarray:
     """Enlarged image, the token grid drawn over it, selected cells tinted and outlined."""
-    big = enlarged(image_HW3).astype(np.float32)
+    big = enlarge(image_HW3).astype(np.float32)
     e = _edges(big.shape[0], grid)
     cell = np.searchsorted(e, np.arange(big.shape[0]), side="right") - 1  # pixel -> cell index
     tint = selected[cell[:, None], cell[None, :]]
@@ -179,20 +170,11 @@ class Handlers:
         self._require_generator()
         choice("image source", source, SOURCES)
         if source == "generated image":
-            run = session.run if session is not None else None
-            if run is None or not run.finished:
-                raise ValueError("no finished generation in this session: generate images first (Generate tab)")
-            k = integer("generated image number", generated, 1, MAX_BATCH)
-            made = run.settings.batch_size
-            if k > made:
-                raise ValueError(f"the last run made {made} image(s); pick 1..{made}")
+            run, k = last_generated(session, generated)
             return EditImage(f"generated image {k} (seed {run.settings.seed + k - 1})", run.final_images()[k - 1],
                              run.tokens[k - 1].clone())  # fmt: skip
-        if source == "shapes sample":
-            sample = integer("sample number", sample, 0, analysis.SHAPES_PER_CLASS - 1)
-            image, name = analysis.shapes_image(self.pipeline, shape, sample), f"shapes sample {sample} of {shape!r}"
-        else:
-            image, name = analysis.uploaded_image(self.pipeline, upload), "uploaded image"
+        image = analysis.picked_image(self.pipeline, source, shape, sample, upload)
+        name = f"shapes sample {int(sample)} of {shape!r}" if source == "shapes sample" else source
         return self._from_tokens(name, self.pipeline.encode_tokens(image[None])[0])
 
     def load(self, source, shape, sample, upload, generated, region, session):
@@ -221,7 +203,7 @@ class Handlers:
         if current is None:
             raise ValueError(NO_IMAGE)
         selected = parse_region(region, self.grid)
-        row, col = cell_at(evt.index, enlarged(current.image).shape[0], self.grid)
+        row, col = cell_at(evt.index, enlarge(current.image).shape[0], self.grid)
         selected[row, col] = not selected[row, col]
         text = format_region(selected)
         return text, self._shown(current, text)
@@ -254,7 +236,7 @@ class Handlers:
         run = self.pipeline.edit_steps(current.tokens[None], torch.from_numpy(selected), preview=True, **kw)
         current.job = job = object()
         commit_step = np.full(self.grid * self.grid, -1, dtype=np.int16)
-        before = outline(enlarged(current.image), self.grid, selected, SELECTED)
+        before = outline(enlarge(current.image), self.grid, selected, SELECTED)
         for out in run:
             if current.job is not job:  # a newer Edit in this session took over
                 run.close()
@@ -271,7 +253,7 @@ class Handlers:
             after = None
             if s.step == s.num_steps - 1:
                 before, after, status = self._finish(current, s.tokens[0].cpu(), preview, status)
-            yield outline(enlarged(preview), self.grid, selected, SELECTED), status, *maps, before, after
+            yield outline(enlarge(preview), self.grid, selected, SELECTED), status, *maps, before, after
 
     def _status(self, s, selected, kw, committed, mask) -> str:
         total, t = int(selected.sum()), s.step + 1
@@ -284,8 +266,8 @@ class Handlers:
         changed = (tokens != current.tokens).any(dim=-1).reshape(self.grid, self.grid).numpy()
         current.result = EditImage(f"the edit of {current.source}", after, tokens.long())
         status += f" · **done**: {int(changed.sum())} cell(s) changed (outlined red)"
-        return (outline(enlarged(current.image), self.grid, changed, CHANGED),
-                outline(enlarged(after), self.grid, changed, CHANGED), status)  # fmt: skip
+        return (outline(enlarge(current.image), self.grid, changed, CHANGED),
+                outline(enlarge(after), self.grid, changed, CHANGED), status)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -295,14 +277,9 @@ class Handlers:
 
 def _controls(pipeline: Pipeline) -> SimpleNamespace:
     """The left column: image source, cell selection and the sampler settings."""
-    ui = SimpleNamespace()
     classes = [UNCONDITIONAL, *pipeline.classes]
     seq_len = pipeline.generator.config.seq_len if pipeline.generator is not None else 2
-    ui.source = gr.Radio(list(SOURCES), value="shapes sample", label="image source", elem_id="edit-source")
-    ui.shape = gr.Dropdown(list(CLASS_NAMES), value=CLASS_NAMES[3], label="shape")
-    ui.sample = gr.Number(0, label="sample number", precision=0, minimum=0, maximum=analysis.SHAPES_PER_CLASS - 1)
-    ui.upload = gr.File(label=f"upload ({analysis.UPLOAD_LIMITS})", file_types=["image"], type="filepath")
-    ui.generated = gr.Number(1, label="generated image number (last run)", precision=0, minimum=1, maximum=MAX_BATCH)
+    ui = image_picker(elem_id="edit-source")
     ui.load = gr.Button("Load", elem_id="edit-load")
     ui.region = gr.Textbox("", label="selected cells: ROWS,COLUMNS; ... (click the image, or type and press Enter)",
                            placeholder="e.g. 2:6,2:6", elem_id="edit-region")  # fmt: skip
@@ -337,14 +314,14 @@ def _outputs(ui: SimpleNamespace) -> None:
         ui.confidence = gr.Plot(label="confidence", elem_id="edit-confidence")
 
 
-def build(pipeline: Pipeline, session: gr.State, user_errors) -> None:
+def build(pipeline: Pipeline, session: gr.State) -> None:
     """Lay the tab out and wire its events (call inside ``gr.Tab("Edit")``); endpoints
     ``/edit_load`` and ``/edit`` (``/edit_result``: continue from the last edit)."""
     h = Handlers(pipeline)
     if pipeline.generator is None:
         gr.Markdown("**No generator loaded**: editing re-samples tokens with the generator. Start the app with "
                     "`--generator PATH`.")  # fmt: skip
-    current = gr.State(None, time_to_live=TTL_S)
+    current = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             ui = _controls(pipeline)
