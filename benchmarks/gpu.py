@@ -13,7 +13,7 @@ the JSON is rewritten after each part, so a run cut short keeps what it finished
 - ``pipeline``: the embedded default (`Pipeline.load("embedded")`, bf16 autocast on CUDA) makes
   64 images in random and in confidence order (`SAMPLER_DEFAULTS` otherwise): seconds, images/s,
   whether every pixel is finite, class accuracy by the shipped classifier (labels and seeds as
-  `tokenbridge.evaluate.generation_metrics`, so comparable to results/generation.json).
+  `tokenbridge.evaluation.generation_metrics`, so comparable to results/generation.json).
 - ``kv_cache_large``, ``kv_cache_base``: benchmarks/sampling.py part (c), official preset with random
   weights, batch 64, 64 steps, CFG 3, bf16, KV cache on vs off: ``kv_cache_speedup_end_to_end``.
 - ``kv_cache_channel_head``: benchmarks/sampling.py part (a) at the large head size, channel

@@ -137,7 +137,7 @@ def bench_preset(preset: str, repeats: int, device: str = "cuda", batch_size: in
     for use_cache in (True, False):
         def run():
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=on_cuda):
-                return generate(model, labels, generator=torch.Generator(device).manual_seed(0), num_steps=num_steps,
+                return generate(model, labels, rng=torch.Generator(device).manual_seed(0), num_steps=num_steps,
                                 cfg=3.0, use_cache=use_cache)
         seconds, _ = timed(run, repeats, device)
         rows.append(dict(preset=preset.removeprefix("tokenbridge_"), cache=use_cache, seconds=seconds,

@@ -32,13 +32,13 @@ def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_p
     config = model.config
     indices = torch.randint(0, config.quant_levels, (batch_size, config.seq_len, config.token_dim)).to(device)
     labels = torch.randint(0, config.class_num, (batch_size,)).to(device)
-    generator = torch.Generator(device).manual_seed(0)
+    rng = torch.Generator(device).manual_seed(0)
     device_type = torch.device(device).type
     times = []
     for i in range(repeats + 2):
         start = time.perf_counter()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model(indices, labels, generator, head_positions=head_positions)
+            loss = model(indices, labels, rng, head_positions=head_positions)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -10,19 +10,16 @@ from PIL import Image
 
 from tokenbridge import checkpoints
 from tokenbridge.__main__ import main as cli_main
-from tokenbridge.data import CLASS_NAMES, to_uint8_image
-from tokenbridge.evaluate import shapes_images
+from tokenbridge.data import to_uint8_image
+from tokenbridge.evaluation import shapes_images
 from tokenbridge.generator import tokenbridge_tiny
-from tokenbridge.pipeline import Pipeline
 from tokenbridge.sampling import generate, mask_schedule, sample_steps
-from tokenbridge.vae import small
 
 
 
 @pytest.fixture(scope="module")
-def pipe(seeded):
-    """Small VAE + tiny generator (8×8 tokens × 16 channels × 64 levels), random weights, CPU."""
-    return Pipeline(seeded(small), seeded(lambda: tokenbridge_tiny(class_num=10)), classes=CLASS_NAMES, device="cpu")
+def pipe(tiny_pipeline):
+    return tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +37,8 @@ def centre(rows=slice(2, 6), cols=slice(2, 6)):
 def test_a_start_with_every_position_masked_is_plain_generation(pipe, tokens):
     model, labels = pipe.generator, torch.tensor([3, 5])
     for order in ("random", "confidence"):
-        plain = generate(model, labels, generator=torch.Generator().manual_seed(1), num_steps=5, order=order)
-        started = generate(model, labels, generator=torch.Generator().manual_seed(1), num_steps=5, order=order,
+        plain = generate(model, labels, rng=torch.Generator().manual_seed(1), num_steps=5, order=order)
+        started = generate(model, labels, rng=torch.Generator().manual_seed(1), num_steps=5, order=order,
                            tokens=tokens, mask=torch.ones(2, 64, dtype=torch.bool))  # fmt: skip
         assert torch.equal(plain, started), order
 
@@ -49,7 +46,7 @@ def test_a_start_with_every_position_masked_is_plain_generation(pipe, tokens):
 @pytest.mark.parametrize("order", ["random", "confidence"])
 def test_steps_sample_only_the_masked_positions_on_their_own_schedule(pipe, tokens, order):
     mask = centre().reshape(1, 64).expand(2, 64)
-    steps = list(sample_steps(pipe.generator, torch.tensor([3, 5]), generator=torch.Generator().manual_seed(0),
+    steps = list(sample_steps(pipe.generator, torch.tensor([3, 5]), rng=torch.Generator().manual_seed(0),
                               num_steps=5, order=order, tokens=tokens, mask=mask))  # fmt: skip
     assert [int(s.mask[0].sum()) for s in steps] == mask_schedule(16, 5)  # cosine over the 16 to sample
     committed = torch.stack([s.committed for s in steps]).sum(dim=0)
@@ -59,17 +56,17 @@ def test_steps_sample_only_the_masked_positions_on_their_own_schedule(pipe, toke
         torch.testing.assert_close(s.x_hat[~mask], pipe.generator.dequantize(tokens[~mask]).float())
 
 
-def test_sampler_start_is_checked(seeded):
-    model = seeded(lambda: tokenbridge_tiny(class_num=10))
-    labels, g = torch.tensor([0]), torch.Generator()
+def test_sampler_start_is_checked(pipe):
+    model = pipe.generator
+    labels, rng = torch.tensor([0]), torch.Generator()
     tokens, mask = torch.zeros(1, 64, 16, dtype=torch.long), torch.zeros(1, 64, dtype=torch.bool)
     with pytest.raises(ValueError, match="pass tokens and mask together"):
-        sample_steps(model, labels, generator=g, tokens=tokens)
+        sample_steps(model, labels, rng=rng, tokens=tokens)
     with pytest.raises(ValueError, match="selects no position"):
-        sample_steps(model, labels, generator=g, tokens=tokens, mask=mask)
+        sample_steps(model, labels, rng=rng, tokens=tokens, mask=mask)
     with pytest.raises(ValueError, match=r"num_steps must be an integer in 1..2 \(the number of tokens to sample\)"):
         two = mask.index_fill(1, torch.tensor([0, 9]), True)
-        sample_steps(model, labels, generator=g, num_steps=3, tokens=tokens, mask=two)
+        sample_steps(model, labels, rng=rng, num_steps=3, tokens=tokens, mask=two)
 
 
 # ------------------------------------------------------------------ Pipeline.edit_tokens / edit_steps / edit
@@ -142,23 +139,21 @@ def test_edit_of_images_of_another_size_is_refused(pipe):
 
 # ------------------------------------------------------------------ command line
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, pipe):
-    """The tiny models as files, one generator that needs another VAE, and a 64×64 input image."""
-    root = tmp_path_factory.mktemp("models")
-    checkpoints.save_model(pipe.vae, root / "vae.safetensors", "vae", pipe.vae.config.to_dict())
-    checkpoints.save_model(pipe.generator, root / "gen.safetensors", "generator", pipe.generator.config.to_dict(),
-                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
-    other = tokenbridge_tiny(vae_embed_dim=8)
-    checkpoints.save_model(other, root / "gen8.safetensors", "generator", other.config.to_dict())
+def files(tmp_path_factory, tiny_pipeline_files, seeded):
+    """The tiny models as files (``vae``, ``generator``), one generator that needs another VAE
+    (``gen8``), a 64×64 input image (``image``) and a folder to write in (``root``)."""
+    root = tmp_path_factory.mktemp("editing")
+    other = seeded(lambda: tokenbridge_tiny(vae_embed_dim=8))
+    gen8 = checkpoints.save_model(other, root / "gen8.safetensors", "generator", other.config.to_dict())
     Image.fromarray(to_uint8_image(shapes_images(1)[0])).save(root / "in.png")
-    return root
+    return {**tiny_pipeline_files, "gen8": gen8, "image": root / "in.png", "root": root}
 
 
 def test_edit_cli_writes_the_edited_image(files, tmp_path, capsys):
-    models = ["--vae", str(files / "vae.safetensors"), "--generator", str(files / "gen.safetensors")]
+    models = ["--vae", str(files["vae"]), "--generator", str(files["generator"])]
     outs = [tmp_path / "a.png", tmp_path / "b.png"]
     for out in outs:
-        cli_main(["edit", "--image", str(files / "in.png"), "--region", "2:6,2:6", "--class", "star", "--steps", "3",
+        cli_main(["edit", "--image", str(files["image"]), "--region", "2:6,2:6", "--class", "star", "--steps", "3",
                   "--device", "cpu", "--out", str(out), *models])  # fmt: skip
     assert "rows 2:6, columns 2:6: 16 of 64 tokens re-sampled, class star" in capsys.readouterr().out
     assert Image.open(outs[0]).size == (64, 64)
@@ -167,7 +162,7 @@ def test_edit_cli_writes_the_edited_image(files, tmp_path, capsys):
 
 def test_sample_with_only_a_generator_pairs_it_with_the_embedded_vae(files, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    cli_main(["sample", "--generator", str(files / "gen.safetensors"), "--class", "3", "--n", "2", "--steps", "2",
+    cli_main(["sample", "--generator", str(files["generator"]), "--class", "3", "--n", "2", "--steps", "2",
               "--device", "cpu", "--out", str(out)])  # fmt: skip
     assert "2 images, class star" in capsys.readouterr().out and out.is_file()
 
@@ -201,7 +196,7 @@ BAD_COMMAND_LINES = {  # {image}, {gen8}, {vae}, {root}: the `files` fixture's
 @pytest.mark.parametrize("case", list(BAD_COMMAND_LINES))
 def test_bad_command_lines_exit_2_with_one_line(files, case, capsys):
     template, message = BAD_COMMAND_LINES[case]
-    paths = dict(image=files / "in.png", gen8=files / "gen8.safetensors", vae=files / "vae.safetensors", root=files)
+    paths = {k: files[k] for k in ("image", "gen8", "vae", "root")}
     with pytest.raises(SystemExit) as exit_info:
         cli_main([arg.format(**paths) for arg in template])
     err = capsys.readouterr().err
@@ -210,7 +205,7 @@ def test_bad_command_lines_exit_2_with_one_line(files, case, capsys):
 
 
 def test_python_dash_m_answers_bad_input_with_one_line(files):
-    result = subprocess.run([sys.executable, "-m", "tokenbridge", "edit", "--image", str(files / "in.png"),
+    result = subprocess.run([sys.executable, "-m", "tokenbridge", "edit", "--image", str(files["image"]),
                              "--region", "0:3,9"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [

@@ -6,7 +6,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from tokenbridge import viz
-from tokenbridge.evaluate import pixel_change, token_agreement, widened_regions
+from tokenbridge.evaluation import pixel_change, token_agreement, widened_regions
 
 
 def centre(rows=slice(2, 6), cols=slice(2, 6), grid=8):

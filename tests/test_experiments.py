@@ -1,16 +1,22 @@
 """Ablation commands: one shared budget, and each variant changes exactly the setting it tests."""
 
+import json
 import math
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
-from tokenbridge import experiments
-from tokenbridge.evaluate import sample_fingerprints
+from tokenbridge import checkpoints, experiments
+from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
+from tokenbridge.data import CLASS_NAMES
+from tokenbridge.evaluation import sample_fingerprints
 from tokenbridge.experiments import ABLATION_BUDGET, COMPARISONS, VARIANTS, train_command
-from tokenbridge.generator import GENERATORS
+from tokenbridge.generator import GENERATORS, tokenbridge_tiny
+from tokenbridge.pipeline import Pipeline
+from tokenbridge.vae import small
 
 EXPECTED_CHANGES = {  # variant -> the config fields (and channel order) that differ from the baseline
     "parallel_head": {"head"},
@@ -79,13 +85,8 @@ def test_compare_heldout_ce_and_accuracy_directions():
     assert experiments.compare(rows, "levels: B=64 vs B=16", "random", "heldout_ce")["verdict"] == "not comparable"
 
 
-def test_heldout_cross_entropy_is_the_training_loss_on_fixed_masks():
-    from tokenbridge.generator import tokenbridge_tiny
-    from tokenbridge.pipeline import Pipeline
-    from tokenbridge.vae import small
-
-    torch.manual_seed(0)
-    pipe = Pipeline(small().eval(), tokenbridge_tiny(class_num=10).eval(), device="cpu")
+def test_heldout_cross_entropy_is_the_training_loss_on_fixed_masks(tiny_pipeline):
+    pipe = tiny_pipeline
     first = experiments.heldout_cross_entropy(pipe, 8, seed=0, batch_size=4)
     assert first == experiments.heldout_cross_entropy(pipe, 8, seed=0, batch_size=4)  # seeded masks
     assert first != experiments.heldout_cross_entropy(pipe, 8, seed=1, batch_size=4)
@@ -129,24 +130,16 @@ def test_a_failed_training_stops_with_a_message(tmp_path, monkeypatch):
 
 
 def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path, capsys):
-    import json
-    import warnings
-
-    from tokenbridge import checkpoints
-    from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
-    from tokenbridge.data import CLASS_NAMES
-    from tokenbridge.generator import tokenbridge_tiny
-    from tokenbridge.pipeline import Pipeline
-    from tokenbridge.vae import small
-
-    torch.manual_seed(0)
-    vae, classifier = small().eval(), ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))).eval()
+    heads = {"baseline": "autoregressive", "parallel_head": "parallel"}
+    with torch.random.fork_rng():  # seed 0, drawn in this order: the stored values below depend on it
+        torch.manual_seed(0)
+        vae, classifier = small().eval(), ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))).eval()
+        generators = {name: tokenbridge_tiny(class_num=10, head=head).eval() for name, head in heads.items()}
     checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
     checkpoints.save_model(classifier, tmp_path / "cls.safetensors", "classifier", classifier.config.to_dict())
     assets = tmp_path / "assets"
-    for name, head in (("baseline", "autoregressive"), ("parallel_head", "parallel")):
-        gen = tokenbridge_tiny(class_num=10, head=head).eval()
-        checkpoints.save_model(gen, assets / f"{name}.safetensors", "generator", gen.config.to_dict(),
+    for name, generator in generators.items():
+        checkpoints.save_model(generator, assets / f"{name}.safetensors", "generator", generator.config.to_dict(),
                                extra={"classes": list(CLASS_NAMES)})  # fmt: skip
     out = tmp_path / "ablations.json"
     with warnings.catch_warnings():

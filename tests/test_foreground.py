@@ -6,12 +6,10 @@ import json
 import pytest
 import torch
 
-from tokenbridge import checkpoints, evaluate
-from tokenbridge.data import CLASS_NAMES, HELDOUT_SEED, ShapesDataset
+from tokenbridge import evaluate
+from tokenbridge.data import HELDOUT_SEED, ShapesDataset
 from tokenbridge.foreground import (border_ring, committed_share, estimate_foreground, fit_background, mask_iou,
                                     otsu_threshold, proxy_measures, quadratic_basis, region_means, token_coverage)
-from tokenbridge.generator import tokenbridge_tiny
-from tokenbridge.vae import small
 
 SIZE = 64
 
@@ -127,25 +125,10 @@ def test_bad_images_are_named():
         estimate_foreground(torch.zeros(3, 64, 64))
 
 
-def test_bootstrap_summaries_are_seeded():
-    values = torch.cat([torch.arange(100.0), torch.tensor([float("nan")])])
-    a, b = evaluate.median_ci(values, 200, seed=1), evaluate.median_ci(values, 200, seed=1)
-    assert a == b and a["median"] == 49.0 and a["undefined"] == 1 and a["n"] == 100
-    assert a["ci95"][0] < 49 < a["ci95"][1]
-    diff = evaluate.median_difference_ci(values + 10, values, 200)
-    assert diff["difference"] == 10.0 and diff["ci95"][0] < 10 < diff["ci95"][1]
-
-
-def test_foreground_cli_writes_seeded_per_sample_values(tmp_path):
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        vae, generator = small().eval(), tokenbridge_tiny(class_num=10).eval()
-    checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
-    checkpoints.save_model(generator, tmp_path / "gen.safetensors", "generator", generator.config.to_dict(),
-                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+def test_foreground_cli_writes_seeded_per_sample_values(tmp_path, tiny_pipeline, tiny_pipeline_files):
     out = tmp_path / "proxy.json"
     evaluate.main(["foreground", "--n", "4", "--batch-size", "2", "--steps", "3", "--gumbel", "0", "2", "--bootstrap",
-                   "50", "--vae", str(tmp_path / "vae.safetensors"), "--generator", str(tmp_path / "gen.safetensors"),
+                   "50", "--vae", str(tiny_pipeline_files["vae"]), "--generator", str(tiny_pipeline_files["generator"]),
                    "--out", str(out)])  # fmt: skip
     result = json.loads(out.read_text())
     assert [r["name"] for r in result["rows"]] == ["real", "VAE reconstruction", "random", "confidence",
@@ -156,9 +139,6 @@ def test_foreground_cli_writes_seeded_per_sample_values(tmp_path):
     sample = result["per_sample"]["confidence"]
     assert sample["seed"] == [0, 1, 2, 3] and sample["label"] == [0, 1, 2, 3]
     # the stored values are those of the same seeds recomputed (here in one batch of 4)
-    from tokenbridge.pipeline import Pipeline
-
-    pipe = Pipeline(vae, generator, classes=CLASS_NAMES, device="cpu")
-    images = pipe.generate([0, 1, 2, 3], seed=0, num_steps=3, order="confidence", gumbel=0.0)
+    images = tiny_pipeline.generate([0, 1, 2, 3], seed=0, num_steps=3, order="confidence", gumbel=0.0)
     again = proxy_measures(images)["background_rms"]
     assert again.tolist() == pytest.approx(sample["background_rms"], abs=1e-4)

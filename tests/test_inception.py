@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tokenbridge import inception
@@ -13,6 +14,8 @@ from tokenbridge.inception import (
     WEIGHTS_ENV,
     WEIGHTS_FILENAME,
     FIDInceptionV3,
+    InceptionA,
+    InceptionC,
     InceptionE,
     InceptionUnavailable,
     find_weights,
@@ -85,18 +88,25 @@ def test_features_shape_with_random_weights(net):
         net(torch.zeros(1, 1, 32, 32))
 
 
-def test_fid_pooling_variants():
-    """A/C/E blocks average without counting padding; the last E block max-pools."""
-    torch.manual_seed(0)
-    x = torch.rand(1, 8, 4, 4) + 1.0
-    avg = inception._avg_pool_3x3(x)
-    assert torch.allclose(avg[..., 0, 0], x[..., :2, :2].mean(dim=(-1, -2)))  # corner: 4 real values
-    block = InceptionE(8, pool="max").eval()
+def branch_pool_input(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What ``block.branch_pool`` receives when the block runs on ``x``: the pooled input."""
     captured = []
-    block.branch_pool.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    handle = block.branch_pool.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
     with torch.no_grad():
         block(x)
-    assert torch.equal(captured[0], torch.nn.functional.max_pool2d(x, 3, stride=1, padding=1))
+    handle.remove()
+    return captured[0]
+
+
+def test_fid_pooling_variants(seeded):
+    """A/C/E blocks average without counting padding (as TensorFlow); the last E block max-pools."""
+    x = torch.rand(1, 8, 4, 4, generator=torch.Generator().manual_seed(0)) + 1.0
+    tf_average = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert torch.allclose(tf_average[..., 0, 0], x[..., :2, :2].mean(dim=(-1, -2)))  # corner: 4 real values
+    for build in (lambda: InceptionA(8, pool_features=4), lambda: InceptionC(8, channels_7x7=4), lambda: InceptionE(8)):
+        assert torch.equal(branch_pool_input(seeded(build), x), tf_average)
+    assert torch.equal(branch_pool_input(seeded(lambda: InceptionE(8, pool="max")), x),
+                       F.max_pool2d(x, 3, stride=1, padding=1))  # fmt: skip
     with pytest.raises(ValueError, match="pool must be"):
         InceptionE(8, pool="median")
 

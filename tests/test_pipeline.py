@@ -6,26 +6,19 @@ import pytest
 import torch
 from PIL import Image
 
-from tokenbridge import checkpoints, pipeline as pipeline_module
+from tokenbridge import pipeline as pipeline_module
 from tokenbridge.__main__ import main as cli_main
 from tokenbridge.classifier import ShapesClassifier, ClassifierConfig
 from tokenbridge.data import CLASS_NAMES
-from tokenbridge.evaluate import QuantSetting, generation_metrics, reconstruction_table, settings_grid, shapes_images
+from tokenbridge.evaluation import QuantSetting, generation_metrics, reconstruction_table, settings_grid, shapes_images
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.pipeline import Pipeline
-from tokenbridge.vae import small
 
 
 
 @pytest.fixture(scope="module")
-def models(seeded):
-    return seeded(small), seeded(lambda: tokenbridge_tiny(class_num=10))
-
-
-@pytest.fixture(scope="module")
-def pipe(models):
-    vae, generator = models
-    return Pipeline(vae, generator, classes=CLASS_NAMES, device="cpu")
+def pipe(tiny_pipeline):
+    return tiny_pipeline
 
 
 def test_same_seed_same_images_and_rows_independent_of_batch(pipe):
@@ -50,14 +43,14 @@ def test_steps_commit_every_position_once_with_previews(pipe):
     assert torch.allclose(steps[-1].preview, final, atol=1e-5)
 
 
-def test_bad_inputs_name_the_problem(pipe, models, seeded):
+def test_bad_inputs_name_the_problem(pipe, seeded):
     with pytest.raises(ValueError, match="class 10 out of range"):
         pipe.generate([10])
     with pytest.raises(ValueError, match="class -1 out of range"):
         pipe.generate([-1])
     with pytest.raises(ValueError, match="temperature"):
         pipe.generate([1], temperature=0.0)
-    vae, _ = models
+    vae = pipe.vae
     with pytest.raises(ValueError, match="latent channels"):
         Pipeline(vae, seeded(lambda: tokenbridge_tiny(vae_embed_dim=8)), device="cpu")
     with pytest.raises(ValueError, match="no generator"):
@@ -77,47 +70,38 @@ def test_reconstruct_and_describe(pipe):
     assert info["generator"]["parameters"] == sum(p.numel() for p in pipe.generator.parameters())
 
 
-def test_load_from_files_matches_in_memory(tmp_path, models, pipe, monkeypatch):
-    vae, generator = models
-    checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
-    checkpoints.save_model(generator, tmp_path / "gen.safetensors", "generator", generator.config.to_dict(),
-                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
-    loaded = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=tmp_path / "gen.safetensors", device="cpu")
+def test_load_from_files_matches_in_memory(tmp_path, pipe, tiny_pipeline_files, monkeypatch):
+    vae_file, generator = tiny_pipeline_files["vae"], pipe.generator
+    loaded = Pipeline.load(vae=vae_file, generator=tiny_pipeline_files["generator"], device="cpu")
     assert loaded.classes == list(CLASS_NAMES)
     assert torch.equal(loaded.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3))
     # an official-format (MAR) checkpoint of the same weights loads through the same call
     torch.save({"model": generator.state_dict(), "model_ema": generator.state_dict(), "epoch": 1,
                 "args": argparse.Namespace(model="tiny")}, tmp_path / "checkpoint-last.pth")  # fmt: skip
-    official = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=tmp_path / "checkpoint-last.pth", device="cpu")
+    official = Pipeline.load(vae=vae_file, generator=tmp_path / "checkpoint-last.pth", device="cpu")
     assert torch.equal(official.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3))
     # the embedded default names its missing files instead of failing somewhere deeper
-    monkeypatch.setitem(pipeline_module.EMBEDDED, "vae", tmp_path / "vae.safetensors")
+    monkeypatch.setitem(pipeline_module.EMBEDDED, "vae", vae_file)
     monkeypatch.setitem(pipeline_module.EMBEDDED, "generator", tmp_path / "missing.safetensors")
     with pytest.raises(FileNotFoundError, match="embedded generator"):
         Pipeline.load("embedded")
 
 
-def test_sample_cli_writes_a_grid(tmp_path, models, capsys):
-    vae, generator = models
-    checkpoints.save_model(vae, tmp_path / "vae.safetensors", "vae", vae.config.to_dict())
-    checkpoints.save_model(generator, tmp_path / "gen.safetensors", "generator", generator.config.to_dict(),
-                           extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+def test_sample_cli_writes_a_grid(tmp_path, tiny_pipeline_files, capsys):
+    models = ["--vae", str(tiny_pipeline_files["vae"]), "--generator", str(tiny_pipeline_files["generator"])]
     out = tmp_path / "grid.png"
     cli_main(["sample", "--class-name", "star", "--n", "3", "--columns", "2", "--steps", "2", "--device", "cpu",
-              "--vae", str(tmp_path / "vae.safetensors"), "--generator", str(tmp_path / "gen.safetensors"),
-              "--out", str(out)])  # fmt: skip
+              *models, "--out", str(out)])  # fmt: skip
     assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2)
-    cli_main(["sample", "--per-class", "2", "--steps", "2", "--device", "cpu", "--vae", str(tmp_path / "vae.safetensors"),
-              "--generator", str(tmp_path / "gen.safetensors"), "--out", str(out)])  # fmt: skip
+    cli_main(["sample", "--per-class", "2", "--steps", "2", "--device", "cpu", *models, "--out", str(out)])
     assert Image.open(out).size == (2 * 66 + 2, len(CLASS_NAMES) * 66 + 2)  # one row per class
     with pytest.raises(SystemExit) as exit_info:  # bad inputs: see tests/test_editing.py
-        cli_main(["sample", "--class-name", "blob", "--vae", str(tmp_path / "vae.safetensors"),
-                  "--generator", str(tmp_path / "gen.safetensors")])  # fmt: skip
+        cli_main(["sample", "--class-name", "blob", *models])
     assert exit_info.value.code == 2 and "unknown class 'blob'" in capsys.readouterr().err
 
 
-def test_reconstruction_table_orders_by_bits(models, seeded):
-    vae, _ = models
+def test_reconstruction_table_orders_by_bits(pipe, seeded):
+    vae = pipe.vae
     classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
     images = shapes_images(24)
     grid = [QuantSetting(None), QuantSetting(4), QuantSetting(128), QuantSetting(16, calibration="per_channel")]

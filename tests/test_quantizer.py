@@ -48,9 +48,9 @@ def test_official_tables_match():
 def test_official_equivalence_random_inputs():
     """Identical indices and values on 4M values spanning and exceeding the range."""
     q = GaussianQuantizer.official()
-    gen = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     for scale in (0.5, 1.0, 2.0, 6.0):
-        x = torch.randn(1_000_000, generator=gen) * scale
+        x = torch.randn(1_000_000, generator=rng) * scale
         ref_idx, ref_val = official_quantize(x)
         idx = q.quantize(x)
         assert idx.dtype == torch.uint8
@@ -197,10 +197,10 @@ def test_rules_disagree_about_one_percent_and_nearest_has_lower_mse():
 
 # ---------------------------------------------------------------------------- calibration, dtypes
 def test_per_channel_calibration():
-    gen = torch.Generator().manual_seed(1)
+    rng = torch.Generator().manual_seed(1)
     mean = torch.tensor([2.0, -1.0, 0.0])[None, :, None, None]
     std = torch.tensor([0.5, 3.0, 1.0])[None, :, None, None]
-    x = torch.randn(64, 3, 8, 8, generator=gen) * std + mean
+    x = torch.randn(64, 3, 8, 8, generator=rng) * std + mean
     q = GaussianQuantizer(64, calibration="per_channel").fit(x)
     assert torch.allclose(q.channel_mean, mean.flatten(), atol=0.1)
     err = (q(x) - x).abs() / std

@@ -23,7 +23,7 @@ def model():
     return randomized(tokenbridge_tiny(img_size=32, vae_embed_dim=6, quant_levels=8, channel_order=(3, 0, 5, 1, 4, 2)))
 
 
-def seeded(seed):
+def seeded_rng(seed):
     return torch.Generator().manual_seed(seed)
 
 
@@ -48,7 +48,7 @@ def test_schedule_is_the_mar_cosine():
 
 @pytest.mark.parametrize("order", ["random", "confidence"])
 def test_steps_commit_each_position_once_and_records_agree(model, order):
-    steps = list(sample_steps(model, LABELS, generator=seeded(0), num_steps=5, order=order))
+    steps = list(sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=5, order=order))
     committed = torch.stack([s.committed for s in steps])
     assert torch.equal(committed.sum(dim=0), torch.ones(4, 16, dtype=torch.long))
     expected_counts = [16 - m for m in mask_schedule(16, 5)]
@@ -64,14 +64,14 @@ def test_steps_commit_each_position_once_and_records_agree(model, order):
 
 
 def test_random_order_decodes_only_what_it_commits(model):
-    for s in sample_steps(model, LABELS, generator=seeded(0), num_steps=4):
+    for s in sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=4):
         assert torch.equal(~s.confidence.isnan(), s.committed)
 
 
 @pytest.mark.parametrize("gumbel", [0.0, 5.0])
 def test_confidence_order_commits_the_highest_scores(model, gumbel):
     seen_extra_candidates = False
-    for s in sample_steps(model, LABELS, generator=seeded(0), num_steps=4, order="confidence", gumbel=gumbel):
+    for s in sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=4, order="confidence", gumbel=gumbel):
         candidates = ~s.confidence.isnan()
         assert (s.committed <= candidates).all()
         for row in range(4):
@@ -84,7 +84,7 @@ def test_confidence_order_commits_the_highest_scores(model, gumbel):
 
 def test_gumbel_noise_changes_the_choice_but_not_the_candidates(model):
     def first(gumbel):
-        return next(sample_steps(model, LABELS, generator=seeded(0), num_steps=4, order="confidence",
+        return next(sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=4, order="confidence",
                                  gumbel=gumbel, record_probs=True))
 
     plain, noisy = first(0.0), first(5.0)
@@ -94,7 +94,7 @@ def test_gumbel_noise_changes_the_choice_but_not_the_candidates(model):
 
 
 def test_confidence_is_the_joint_log_prob_of_the_recorded_distributions(model):
-    for s in sample_steps(model, LABELS, generator=seeded(3), num_steps=3, cfg=2.5, record_probs=True):
+    for s in sample_steps(model, LABELS, rng=seeded_rng(3), num_steps=3, cfg=2.5, record_probs=True):
         probs = s.probs[s.committed]  # [M, C, V], VAE channel order
         torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]))
         chosen = probs.gather(-1, s.tokens[s.committed][..., None])[..., 0]
@@ -103,15 +103,15 @@ def test_confidence_is_the_joint_log_prob_of_the_recorded_distributions(model):
 
 
 def test_tiny_temperature_picks_the_mode(model):
-    for s in sample_steps(model, LABELS, generator=seeded(1), num_steps=2, temperature=1e-4, record_probs=True):
+    for s in sample_steps(model, LABELS, rng=seeded_rng(1), num_steps=2, temperature=1e-4, record_probs=True):
         assert torch.equal(s.probs[s.committed].argmax(-1), s.tokens[s.committed])
 
 
 # ------------------------------------------------------------------ determinism and caching
 def test_same_seed_same_tokens_and_different_seed_differs(model):
-    a = generate(model, LABELS, generator=seeded(0), num_steps=4)
-    assert torch.equal(a, generate(model, LABELS, generator=seeded(0), num_steps=4))
-    assert not torch.equal(a, generate(model, LABELS, generator=seeded(1), num_steps=4))
+    a = generate(model, LABELS, rng=seeded_rng(0), num_steps=4)
+    assert torch.equal(a, generate(model, LABELS, rng=seeded_rng(0), num_steps=4))
+    assert not torch.equal(a, generate(model, LABELS, rng=seeded_rng(1), num_steps=4))
 
 
 @pytest.mark.parametrize(
@@ -119,39 +119,39 @@ def test_same_seed_same_tokens_and_different_seed_differs(model):
     [dict(), dict(cfg=3.0, cfg_mode="logit"), dict(cfg=2.0, order="confidence", gumbel=1.0)],
 )
 def test_cached_and_uncached_decoding_give_the_same_tokens(model, options):
-    cached = generate(model, LABELS, generator=seeded(0), num_steps=4, **options)
-    uncached = generate(model, LABELS, generator=seeded(0), num_steps=4, use_cache=False, **options)
+    cached = generate(model, LABELS, rng=seeded_rng(0), num_steps=4, **options)
+    uncached = generate(model, LABELS, rng=seeded_rng(0), num_steps=4, use_cache=False, **options)
     assert torch.equal(cached, uncached)
 
 
 @pytest.mark.parametrize("options", [dict(), dict(cfg=3.0, order="confidence", gumbel=2.0)])
-def test_batch_with_per_row_generators_equals_single_runs(model, options):
-    batch = generate(model, LABELS, generator=[seeded(10 + i) for i in range(4)], num_steps=4, **options)
+def test_batch_with_per_row_rngs_equals_single_runs(model, options):
+    batch = generate(model, LABELS, rng=[seeded_rng(10 + i) for i in range(4)], num_steps=4, **options)
     for i in range(4):
-        single = generate(model, LABELS[i : i + 1], generator=seeded(10 + i), num_steps=4, **options)
+        single = generate(model, LABELS[i : i + 1], rng=seeded_rng(10 + i), num_steps=4, **options)
         assert torch.equal(batch[i : i + 1], single), i
 
 
 def test_guidance_modes_change_the_samples(model):
     def first_step_probs(**options):  # same seed -> same positions decoded at step 0
-        step = next(sample_steps(model, LABELS, generator=seeded(0), num_steps=4, record_probs=True, **options))
+        step = next(sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=4, record_probs=True, **options))
         return step.probs[step.committed]
 
     plain, feature = first_step_probs(), first_step_probs(cfg=10.0, cfg_schedule="constant")
     logit = first_step_probs(cfg=10.0, cfg_schedule="constant", cfg_mode="logit")
     assert (plain - feature).abs().max() > 1e-2 and (feature - logit).abs().max() > 1e-3
-    steps = list(sample_steps(model, LABELS, generator=seeded(0), num_steps=4, cfg=4.0))
+    steps = list(sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=4, cfg=4.0))
     assert [s.cfg for s in steps] == [cfg_scale(4.0, "linear", 16, m) for m in mask_schedule(16, 4)]
 
 
 def test_unconditional_and_parallel_head_sample(model):
-    tokens = generate(model, None, batch_size=2, generator=seeded(0), num_steps=3, cfg=2.0)
+    tokens = generate(model, None, batch_size=2, rng=seeded_rng(0), num_steps=3, cfg=2.0)
     assert tokens.shape == (2, 16, 6)
     explicit = torch.full((2,), model.config.class_num)
-    assert torch.equal(tokens, generate(model, explicit, generator=seeded(0), num_steps=3, cfg=2.0))
+    assert torch.equal(tokens, generate(model, explicit, rng=seeded_rng(0), num_steps=3, cfg=2.0))
     parallel = randomized(tokenbridge_tiny(img_size=32, vae_embed_dim=6, quant_levels=8, head="parallel"))
-    a = generate(parallel, LABELS, generator=seeded(0), num_steps=3)
-    assert torch.equal(a, generate(parallel, LABELS, generator=seeded(0), num_steps=3, use_cache=False))
+    a = generate(parallel, LABELS, rng=seeded_rng(0), num_steps=3)
+    assert torch.equal(a, generate(parallel, LABELS, rng=seeded_rng(0), num_steps=3, use_cache=False))
 
 
 # ------------------------------------------------------------------ validation
@@ -169,11 +169,11 @@ def test_unconditional_and_parallel_head_sample(model):
         (dict(order="raster"), "unknown order 'raster'; valid: random, confidence"),
         (dict(cfg_mode="both"), "unknown cfg_mode 'both'; valid: feature, logit"),
         (dict(cfg_schedule="cosine"), "unknown cfg_schedule 'cosine'; valid: linear, constant"),
-        (dict(generator=[torch.Generator()]), "list of 2"),
+        (dict(rng=[torch.Generator()]), "list of 2"),
     ],
 )
 def test_bad_arguments_raise_before_sampling(model, kwargs, message):
-    args = {"labels": torch.tensor([0, 1]), "generator": seeded(0), **kwargs}
+    args = {"labels": torch.tensor([0, 1]), "rng": seeded_rng(0), **kwargs}
     with pytest.raises(ValueError, match=message):
         sample_steps(model, args.pop("labels"), **args)
 
@@ -181,31 +181,31 @@ def test_bad_arguments_raise_before_sampling(model, kwargs, message):
 def test_training_mode_is_refused():
     model = tokenbridge_tiny().train()
     with pytest.raises(ValueError, match=r"call model.eval\(\)"):
-        sample_steps(model, torch.tensor([0]), generator=seeded(0))
+        sample_steps(model, torch.tensor([0]), rng=seeded_rng(0))
 
 
 def test_sampled_tokens_are_stored_in_vae_channel_order():
-    order = (3, 0, 5, 1, 4, 2)
-    model = randomized(tokenbridge_tiny(img_size=32, vae_embed_dim=6, quant_levels=8, channel_order=order))
+    channel_order = (3, 0, 5, 1, 4, 2)
+    model = randomized(tokenbridge_tiny(img_size=32, vae_embed_dim=6, quant_levels=8, channel_order=channel_order))
     with torch.no_grad():
         for j, head in enumerate(model.channel_heads):  # generation position j always emits j
             head.weight.zero_()
             head.bias.fill_(-30.0)[j] = 30.0
-    tokens = generate(model, LABELS, generator=seeded(0), num_steps=3)
-    assert torch.equal(tokens[..., list(order)], torch.arange(6).expand(4, 16, 6))
+    tokens = generate(model, LABELS, rng=seeded_rng(0), num_steps=3)
+    assert torch.equal(tokens[..., list(channel_order)], torch.arange(6).expand(4, 16, 6))
 
 
 @pytest.mark.parametrize("cfg_mode", ["feature", "logit"])
 def test_guided_distributions_match_the_teacher_forced_forward(model, cfg_mode):
     w = 3.0
-    step = next(sample_steps(model, LABELS, generator=seeded(2), num_steps=4, cfg=w, cfg_schedule="constant",
+    step = next(sample_steps(model, LABELS, rng=seeded_rng(2), num_steps=4, cfg=w, cfg_schedule="constant",
                              cfg_mode=cfg_mode, record_probs=True))
-    order = list(model.config.generation_order)
+    channel_order = list(model.config.generation_order)
     everything = torch.ones(4, 16, dtype=torch.bool)  # step 0: nothing known yet
     x = torch.zeros(4, 16, 6)
     z_c = model.forward_backbone(x, LABELS, everything)[step.committed]
     z_u = model.forward_backbone(x, torch.full((4,), 10), everything)[step.committed]
-    targets = step.tokens[step.committed][:, order]
+    targets = step.tokens[step.committed][:, channel_order]
     with torch.no_grad():
         if cfg_mode == "feature":
             logits = model.forward_channel_head(z_u + w * (z_c - z_u), targets)
@@ -213,4 +213,4 @@ def test_guided_distributions_match_the_teacher_forced_forward(model, cfg_mode):
             l_c, l_u = model.forward_channel_head(z_c, targets), model.forward_channel_head(z_u, targets)
             logits = l_u + w * (l_c - l_u)
     expected = logits.softmax(-1)
-    torch.testing.assert_close(step.probs[step.committed][:, order], expected, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(step.probs[step.committed][:, channel_order], expected, atol=1e-5, rtol=1e-4)

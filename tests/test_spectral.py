@@ -15,20 +15,20 @@ from tokenbridge.spectral import (
 )
 
 
-def sinusoid(n, size, cycles, generator, axis=-1):
+def sinusoid(n, size, cycles, rng, axis=-1):
     """[n, size, size] maps of a sinusoid with `cycles` periods over the map, random phase."""
     coord = torch.arange(size, dtype=torch.float64) / size
-    phase = torch.rand(n, 1, 1, generator=generator, dtype=torch.float64) * 2 * math.pi
+    phase = torch.rand(n, 1, 1, generator=rng, dtype=torch.float64) * 2 * math.pi
     wave = torch.cos(2 * math.pi * cycles * coord + phase)
     return wave.expand(n, size, size) if axis == -1 else wave.transpose(-1, -2).expand(n, size, size)
 
 
 def test_low_frequency_sinusoid_ranks_before_white_noise():
-    gen = torch.Generator().manual_seed(0)
+    rng = torch.Generator().manual_seed(0)
     n, size = 32, 16
-    low = sinusoid(n, size, 1, gen)
-    high = sinusoid(n, size, 7, gen, axis=0)
-    noise = torch.randn(n, size, size, generator=gen, dtype=torch.float64)
+    low = sinusoid(n, size, 1, rng)
+    high = sinusoid(n, size, 7, rng, axis=0)
+    noise = torch.randn(n, size, size, generator=rng, dtype=torch.float64)
     latents = torch.stack([noise, high, low + 5.0], dim=1)  # an offset must not matter (DC removed)
     ratio = low_frequency_ratio(latents, cutoff=0.5)
     assert ratio[2] > 0.99 and ratio[1] < 0.01
@@ -46,9 +46,9 @@ def test_parseval_and_dc_removed():
 
 
 def test_radial_profile_peaks_at_the_sinusoid_frequency():
-    gen = torch.Generator().manual_seed(2)
+    rng = torch.Generator().manual_seed(2)
     size = 32
-    latents = sinusoid(8, size, 4, gen)[:, None]  # 4 cycles / 32 samples = 0.125 = 0.25 Nyquist
+    latents = sinusoid(8, size, 4, rng)[:, None]  # 4 cycles / 32 samples = 0.125 = 0.25 Nyquist
     radii, power = radial_profile(latents, num_bins=16)
     assert power.shape == (1, 16)
     peak = radii[torch.nan_to_num(power[0], nan=-1).argmax()]
@@ -57,15 +57,15 @@ def test_radial_profile_peaks_at_the_sinusoid_frequency():
 
 @given(st.permutations(range(5)), st.integers(0, 2**31 - 1))
 def test_permuting_channels_permutes_ratios(perm, seed):
-    gen = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     scales = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5])[None, :, None, None]
-    x = torch.randn(3, 5, 8, 8, generator=gen) * scales
+    x = torch.randn(3, 5, 8, 8, generator=rng) * scales
     x = x + torch.linspace(0, 4, 8)[None, None, None, :] * torch.arange(5)[None, :, None, None]
     perm = torch.tensor(perm)
     assert torch.allclose(low_frequency_ratio(x[:, perm]), low_frequency_ratio(x)[perm])
-    order = frequency_order(x)
-    assert sorted(order.tolist()) == list(range(5))
-    ratios = low_frequency_ratio(x)[order]
+    channel_order = frequency_order(x)
+    assert sorted(channel_order.tolist()) == list(range(5))
+    ratios = low_frequency_ratio(x)[channel_order]
     assert torch.all(ratios[:-1] >= ratios[1:])
 
 

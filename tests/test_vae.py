@@ -39,15 +39,15 @@ def test_kl16_matches_official_key_list_and_count():
 
 def test_kl16_config_matches_official_constructor():
     ref = reference()["constructor"]
-    cfg = VAEConfig()
-    assert cfg.embed_dim == ref["embed_dim"] and cfg.ch_mult == tuple(ref["ch_mult"])
+    config = VAEConfig()
+    assert config.embed_dim == ref["embed_dim"] and config.ch_mult == tuple(ref["ch_mult"])
     enc, dec = ref["encoder"], ref["decoder"]
-    assert (cfg.ch, cfg.num_res_blocks, cfg.resolution, cfg.z_channels) == (
+    assert (config.ch, config.num_res_blocks, config.resolution, config.z_channels) == (
         enc["ch"], enc["num_res_blocks"], enc["resolution"], enc["z_channels"])  # fmt: skip
-    assert cfg.encoder_attn_resolutions == tuple(enc["attn_resolutions"])
-    assert cfg.decoder_attn_resolutions == tuple(dec["attn_resolutions"])
-    assert cfg.scale_factor == ref["latent_scale"] == 0.2325
-    assert cfg.downsampling_factor == 16 and cfg.latent_size == 16
+    assert config.encoder_attn_resolutions == tuple(enc["attn_resolutions"])
+    assert config.decoder_attn_resolutions == tuple(dec["attn_resolutions"])
+    assert config.scale_factor == ref["latent_scale"] == 0.2325
+    assert config.downsampling_factor == 16 and config.latent_size == 16
 
 
 def test_kl16_strict_load_of_reference_state_dict():
@@ -187,17 +187,17 @@ def test_bad_shapes_raise():
 
 # ------------------------------------------------------------------ config
 def test_config_json_round_trip():
-    cfg = vae.tiny(scale_factor=0.7).config
-    data = json.loads(json.dumps(cfg.to_dict()))
+    config = vae.tiny(scale_factor=0.7).config
+    data = json.loads(json.dumps(config.to_dict()))
     assert isinstance(data["ch_mult"], list)
     back = VAEConfig(**data)
-    assert back == cfg and hash(back) == hash(cfg)
+    assert back == config and hash(back) == hash(config)
     assert isinstance(back.ch_mult, tuple) and isinstance(back.decoder_attn_resolutions, tuple)
     rebuilt = vae.build_vae(data)
-    assert rebuilt.config == cfg
+    assert rebuilt.config == config
     assert [tuple(t.shape) for t in rebuilt.state_dict().values()] == [
         tuple(t.shape) for t in vae.tiny().state_dict().values()]  # fmt: skip
-    assert vae.build_vae(cfg).config is cfg
+    assert vae.build_vae(config).config is config
 
 
 @pytest.mark.parametrize(

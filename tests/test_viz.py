@@ -155,21 +155,9 @@ def test_power_spectra_of_constant_maps_is_blank_not_an_error():
     assert _axes(viz.plot_power_spectra(spectra)) == 3 + 1
 
 
-def _preview_steps(order: str):
-    """Sampling steps with previews from a tiny random pipeline (CPU, < 1 s)."""
-    from tokenbridge.data import CLASS_NAMES
-    from tokenbridge.generator import tokenbridge_tiny
-    from tokenbridge.pipeline import Pipeline
-    from tokenbridge.vae import small
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        pipe = Pipeline(small().eval(), tokenbridge_tiny(class_num=10).eval(), classes=CLASS_NAMES, device="cpu")
-    return list(pipe.steps([2], seed=0, preview=True, num_steps=4, order=order))
-
-
-def test_sampling_steps_masks_and_intervals():
-    runs = {order: _preview_steps(order) for order in ("random", "confidence")}
+def test_sampling_steps_masks_and_intervals(tiny_pipeline):
+    runs = {order: list(tiny_pipeline.steps([2], seed=0, preview=True, num_steps=4, order=order))
+            for order in ("random", "confidence")}
     outline = torch.zeros(64, 64, dtype=torch.bool)
     outline[20:40, 20:40] = True
     assert _axes(viz.plot_sampling_steps(runs, outlines={"random": outline})) == 2 * 3 * 4 + 2

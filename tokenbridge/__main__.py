@@ -17,9 +17,15 @@ import re
 import sys
 from dataclasses import dataclass
 
-from tokenbridge import cli
-from tokenbridge.pipeline import EMBEDDED, SAMPLER_DEFAULTS
+import torch
+from PIL import Image
+
+from tokenbridge import checkpoints, cli
+from tokenbridge.data import image_grid, load_image, to_uint8_image
+from tokenbridge.generator import GeneratorConfig
+from tokenbridge.pipeline import EMBEDDED, SAMPLER_DEFAULTS, Pipeline
 from tokenbridge.sampling import CFG_MODES, CFG_SCHEDULES, ORDERS
+from tokenbridge.vae import VAEConfig
 
 SAMPLER_FLAGS = {
     "num_steps": ("--steps", dict(type=cli.number(int, 1))),
@@ -109,10 +115,6 @@ def build_parser() -> cli.ArgumentParser:
 
 def models_from_headers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Models | None:
     """The models' facts from the headers of our files, after checking kind and fit; None for official files."""
-    from tokenbridge import checkpoints
-    from tokenbridge.generator import GeneratorConfig
-    from tokenbridge.vae import VAEConfig
-
     builders = {"vae": lambda config: VAEConfig(**config), "generator": GeneratorConfig.from_dict}
     configs = {}
     for kind, build in builders.items():
@@ -122,17 +124,18 @@ def models_from_headers(parser: argparse.ArgumentParser, args: argparse.Namespac
             return None  # an official checkpoint: checked when it loads
         header = cli.check(parser, flag, cli.model_file, path, kind)
         configs[kind] = (header, cli.check(parser, flag, build, header.get("config", {})))
-    (_, vae), (header, gen) = configs["vae"], configs["generator"]
-    if (gen.vae_embed_dim, gen.vae_stride) != (vae.embed_dim, vae.downsampling_factor):
-        parser.error(_misfit(args, gen, vae))
-    classes = header.get("extra", {}).get("classes") or [f"class {i}" for i in range(gen.class_num)]
-    return Models(list(classes), gen.grid_size, gen.img_size)
+    (_, vae_config), (header, generator_config) = configs["vae"], configs["generator"]
+    needed = (generator_config.vae_embed_dim, generator_config.vae_stride)
+    if needed != (vae_config.embed_dim, vae_config.downsampling_factor):
+        parser.error(_misfit(args, generator_config, vae_config))
+    classes = header.get("extra", {}).get("classes") or [f"class {i}" for i in range(generator_config.class_num)]
+    return Models(list(classes), generator_config.grid_size, generator_config.img_size)
 
 
-def _misfit(args: argparse.Namespace, gen, vae) -> str:
+def _misfit(args: argparse.Namespace, generator_config, vae_config) -> str:
     """Which file does not fit which, and what the generator needs."""
-    needs = f"a VAE with {gen.vae_embed_dim} latent channels and stride {gen.vae_stride}"
-    has = f"{vae.embed_dim} channels and stride {vae.downsampling_factor}"
+    needs = f"a VAE with {generator_config.vae_embed_dim} latent channels and stride {generator_config.vae_stride}"
+    has = f"{vae_config.embed_dim} channels and stride {vae_config.downsampling_factor}"
     if args.vae is None:
         return f"argument --generator: it needs {needs}, the embedded VAE has {has}: pass its VAE with --vae"
     if args.generator is None:
@@ -166,8 +169,6 @@ def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace, mode
 
 def region_mask(ranges, grid: int):
     """``(rows, columns)`` half-open ranges → bool ``[grid, grid]``, True inside; ValueError past the grid."""
-    import torch
-
     mask = torch.zeros(grid, grid, dtype=torch.bool)
     bounds = []
     for axis, (start, stop) in zip(("rows", "columns"), ranges):
@@ -181,8 +182,6 @@ def region_mask(ranges, grid: int):
 
 def _load_image(path, size: int):
     """``[1, 3, size, size]`` in [-1, 1]."""
-    from tokenbridge.data import load_image
-
     return load_image(path, size=size)[None]
 
 
@@ -192,10 +191,6 @@ def _load_image(path, size: int):
 
 
 def _sample(pipe, args: argparse.Namespace) -> str:
-    from PIL import Image
-
-    from tokenbridge.data import image_grid
-
     if args.per_class is not None:  # one row per class
         labels = [c for c in range(len(pipe.classes)) for _ in range(args.per_class)]
         args.columns, what = args.per_class, f"{args.per_class} per class, one row each"
@@ -210,10 +205,6 @@ def _sample(pipe, args: argparse.Namespace) -> str:
 
 
 def _edit(pipe, args: argparse.Namespace) -> str:
-    from PIL import Image
-
-    from tokenbridge.data import to_uint8_image
-
     labels = None if args.label is None else [args.label]
     edited = pipe.edit(args.images, args.region_mask, labels, seed=args.seed, **_sampler(args))
     Image.fromarray(to_uint8_image(edited[0])).save(args.out)
@@ -229,8 +220,6 @@ def _sampler(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> None:
-    from tokenbridge.pipeline import Pipeline
-
     args = build_parser().parse_args(argv)
     parser = args.parser  # the sub-command's parser: its errors name it
     models = models_from_headers(parser, args)

@@ -9,6 +9,7 @@ atomically (temporary file in the same folder, then ``os.replace``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -19,6 +20,11 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from tokenbridge.classifier import build_classifier
+from tokenbridge.generator import GENERATORS, build_generator
+from tokenbridge.quantizer import GaussianQuantizer
+from tokenbridge.vae import build_vae, kl16
 
 FORMAT_KEY = "tokenbridge"
 
@@ -186,13 +192,9 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, header
 
 
-def _builders() -> dict[str, Callable[[dict], nn.Module]]:
-    from tokenbridge.classifier import build_classifier
-    from tokenbridge.vae import build_vae
-
-    from tokenbridge.generator import build_generator
-
-    return {"vae": build_vae, "classifier": build_classifier, "generator": build_generator}
+BUILDERS: dict[str, Callable[[dict], nn.Module]] = {"vae": build_vae, "classifier": build_classifier,
+                                                     "generator": build_generator}  # fmt: skip
+"""Model kind (stored in every file's header) → the function that builds it from its config."""
 
 
 def load_model(path: str | os.PathLike, kind: str | None = None) -> nn.Module:
@@ -201,14 +203,13 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> nn.Module:
     ``kind`` (optional) checks what the file holds, e.g. ``"vae"``.
     """
     state, header = read_model_file(path)
-    builders = _builders()
     found = header.get("kind")
     if kind is not None and found != kind:
         raise CheckpointError(f"{str(path)!r} holds a {found!r} model, expected {kind!r}")
-    if found not in builders:
-        raise CheckpointError(f"{str(path)!r}: unknown model kind {found!r}; valid: {', '.join(builders)}")
+    if found not in BUILDERS:
+        raise CheckpointError(f"{str(path)!r}: unknown model kind {found!r}; valid: {', '.join(BUILDERS)}")
     try:
-        model = builders[found](header["config"])
+        model = BUILDERS[found](header["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{str(path)!r}: its stored config does not build a {found}: {e}") from None
     load_state_strict(model, state, repr(str(path)))
@@ -239,8 +240,6 @@ def unwrap_state_dict(obj: dict, source: str, wrappers: tuple[str, ...]) -> dict
 
 def load_official_vae(path: str | os.PathLike, **config_overrides) -> nn.Module:
     """The official MAR ``kl16.ckpt`` (``{"model": state_dict}``) in our `AutoencoderKL`, strict keys."""
-    from tokenbridge.vae import kl16
-
     source = repr(str(path))
     state = unwrap_state_dict(read_torch_checkpoint(path), source, ("model", "state_dict"))
     model = kl16(**config_overrides)
@@ -270,11 +269,6 @@ def load_official_generator(path: str | os.PathLike, weights: str = "model_ema")
     channel order in ``model.config.channel_order``; the quantizer is the official one with the
     head's number of levels.
     """
-    import argparse
-
-    from tokenbridge import generator as gen
-    from tokenbridge.quantizer import GaussianQuantizer
-
     if weights not in ("model_ema", "model"):
         raise ValueError(f"weights must be 'model_ema' or 'model', got {weights!r}")
     source = repr(str(path))
@@ -286,10 +280,10 @@ def load_official_generator(path: str | os.PathLike, weights: str = "model_ema")
     overrides = _official_overrides(state)
     grid = overrides.pop("grid")
     tried = []
-    for name, preset in gen.GENERATORS.items():
+    for name, preset in GENERATORS.items():
         with torch.device("meta"):
-            cfg = preset().config
-            overrides["img_size"] = grid * cfg.vae_stride * cfg.patch_size
+            config = preset().config
+            overrides["img_size"] = grid * config.vae_stride * config.patch_size
             candidate = preset(**overrides)
         missing, unexpected, misshaped = state_dict_mismatches(candidate, state)
         if not (missing or unexpected or misshaped):

@@ -12,7 +12,7 @@ changes. Runs live in ``runs/ablations/<name>`` (resumable: an interrupted varia
 its last checkpoint left it) and export to ``assets/ablations/<name>.safetensors`` + ``.json``.
 A variant whose export exists is skipped. The comparisons (`COMPARISONS`) pair each variant with
 the ablation baseline, which serves all four. ``evaluate`` measures every exported variant with
-`tokenbridge.evaluate.generation_metrics` (random and confidence order), the baseline once more on
+`tokenbridge.evaluation.generation_metrics` (random and confidence order), the baseline once more on
 disjoint seeds (how much FD-shapes moves from sampling alone), the held-out teacher-forced CE of
 each model (`heldout_cross_entropy`), and fingerprints of the first samples so a reader can
 regenerate them and check the file.
@@ -32,7 +32,11 @@ from pathlib import Path
 
 import torch
 
-from tokenbridge import cli, learnability
+from tokenbridge import checkpoints, cli, learnability, train
+from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+from tokenbridge.evaluation import FINGERPRINTS, generation_metrics, sample_fingerprints
+from tokenbridge.generator import patchify
+from tokenbridge.pipeline import Pipeline
 
 ABLATION_BUDGET = {"steps": 600, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
                    "ema-decay": 0.99, "head-positions": 8, "seed": 0, "eval-samples": 200}  # fmt: skip
@@ -115,18 +119,15 @@ def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250
     training loss (MAR masks and orders drawn from ``seed``, the same for every model), in nats per
     channel token, overall and per channel in generation order. It needs no sampling, so it is far
     less noisy than sample metrics; it compares models with the same quantizer only."""
-    from tokenbridge.data import HELDOUT_SEED, ShapesDataset
-    from tokenbridge.generator import patchify
-
     data = ShapesDataset(count, seed=HELDOUT_SEED, size=pipe.image_size)
     images, labels = (torch.stack(column) for column in zip(*[data[i][:2] for i in range(count)]))
     model = pipe.generator.eval()
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     total, per_channel = 0.0, torch.zeros(model.config.vae_embed_dim, dtype=torch.float64)
     for start in range(0, count, batch_size):
         latents = pipe.encode(images[start : start + batch_size])
         indices = pipe.quantize(patchify(latents, model.config.patch_size)).long()
-        ce, ce_C = model(indices.to(pipe.device), labels[start : start + batch_size].to(pipe.device), generator,
+        ce, ce_C = model(indices.to(pipe.device), labels[start : start + batch_size].to(pipe.device), rng,
                          return_channel_ce=True)  # fmt: skip
         total += float(ce) * len(latents)
         per_channel += ce_C.double().cpu() * len(latents)
@@ -136,13 +137,10 @@ def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250
 
 @torch.no_grad()
 def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count: int,
-                       orders: tuple[str, ...] = ("random", "confidence"), fingerprints: int | None = None) -> dict:
+                       sampling_orders: tuple[str, ...] = ("random", "confidence"),
+                       fingerprints: int | None = None) -> dict:  # fmt: skip
     """Sample metrics of every exported variant (seeds 0…count-1; the baseline also on seeds
     count…2·count-1) and its held-out CE on two draws of the training masks."""
-    from tokenbridge import checkpoints
-    from tokenbridge.evaluate import FINGERPRINTS, generation_metrics, sample_fingerprints
-    from tokenbridge.pipeline import Pipeline
-
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
     fingerprints = FINGERPRINTS if fingerprints is None else fingerprints
     rows = []
@@ -153,21 +151,21 @@ def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count:
         pipe = Pipeline.load(vae=vae_path, generator=weights, device="cpu")
         heldout = [heldout_cross_entropy(pipe, min(count, 1000), seed=s) for s in (0, 1)]
         seeds = (0, count) if name == "baseline" else (0,)
-        for order in orders:
+        for sampling_order in sampling_orders:
             for seed in seeds:
-                row = generation_metrics(pipe, classifier, count, seed=seed, order=order)
+                row = generation_metrics(pipe, classifier, count, seed=seed, order=sampling_order)
                 row.update(variant=name, quant_levels=pipe.generator.config.quant_levels, heldout=heldout[0],
                            heldout_ce=heldout[0]["ce_nats"], heldout_ce_reseeded=heldout[1]["ce_nats"],
-                           fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=order))
+                           fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=sampling_order))
                 rows.append(row)
     return {"budget": ABLATION_BUDGET, "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()}, "rows": rows}
 
 
-def _row(rows: list[dict], variant: str, order: str, seed: int = 0) -> dict:
+def _row(rows: list[dict], variant: str, sampling_order: str, seed: int = 0) -> dict:
     for row in rows:
-        if row["variant"] == variant and row["sampler"]["order"] == order and row["seed"] == seed:
+        if row["variant"] == variant and row["sampler"]["order"] == sampling_order and row["seed"] == seed:
             return row
-    raise KeyError(f"no row for variant {variant!r}, order {order!r}, seed {seed}: evaluate it first")
+    raise KeyError(f"no row for variant {variant!r}, order {sampling_order!r}, seed {seed}: evaluate it first")
 
 
 LOWER_IS_BETTER = {"fd_shapes": True, "heldout_ce": True, "class_accuracy": False}
@@ -186,7 +184,7 @@ def yardstick(metric: str, row: dict, remeasured: float) -> float:
     return noise
 
 
-def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") -> dict:
+def compare(rows: list[dict], name: str, sampling_order: str, metric: str = "fd_shapes") -> dict:
     """One comparison from `evaluate_ablations` rows: both values, the difference, the noise
     yardstick and a verdict on whether the paper's direction reproduces: "reproduces", "reverses",
     "within noise", or "not comparable" (held-out CE of models with different quantizers).
@@ -195,7 +193,7 @@ def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") 
     seeds for sample metrics (the larger of the two orders' changes), on a second draw of the
     training masks for ``heldout_ce``."""
     comparison = COMPARISONS[name]
-    base, other = _row(rows, comparison.baseline, order), _row(rows, comparison.variant, order)
+    base, other = _row(rows, comparison.baseline, sampling_order), _row(rows, comparison.variant, sampling_order)
     if metric == "heldout_ce":
         noise = yardstick(metric, base, base["heldout_ce_reseeded"])
     else:  # one re-measurement is itself a noisy estimate of the noise: the larger over the orders
@@ -210,7 +208,7 @@ def compare(rows: list[dict], name: str, order: str, metric: str = "fd_shapes") 
         verdict = "within noise"
     else:
         verdict = "reproduces" if variant_better == paper_better else "reverses"
-    return {"comparison": name, "order": order, "metric": metric, comparison.baseline: base[metric],
+    return {"comparison": name, "order": sampling_order, "metric": metric, comparison.baseline: base[metric],
             comparison.variant: other[metric], "difference": round(delta, 4), "noise": round(noise, 4),
             "paper_fid": comparison.paper_fid, "verdict": verdict}  # fmt: skip
 
@@ -271,8 +269,6 @@ def check_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def check_learnability(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The measuring models load, the outputs can be written, and the recipe parses as the training
     command the harness runs (a bad recipe answers with `tokenbridge.train`'s own one-line error)."""
-    from tokenbridge import train
-
     args.recipe = args.recipe[1:] if args.recipe[:1] == ["--"] else args.recipe
     cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
     cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")

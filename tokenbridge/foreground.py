@@ -17,7 +17,7 @@ smooth gradient plus soft shading):
 
 Images are ``[B, 3, H, W]`` float in [-1, 1] (the package's convention); masks ``[B, H, W]`` bool.
 Validated against the ground-truth masks of real shapes images in ``tests/test_foreground.py``
-and notebook 05.
+and notebook 05 (`foreground_validation`); `foreground_samples` measures a pipeline's samples.
 """
 
 from __future__ import annotations
@@ -188,6 +188,57 @@ def region_means(values_BN: torch.Tensor, coverage_BN: torch.Tensor) -> dict[str
 
 
 # ------------------------------------------------------------------------------------------------
+# Measuring image sets and generated samples (the ``evaluate foreground`` command, notebook 05)
+# ------------------------------------------------------------------------------------------------
+
+
+def image_measures(images: torch.Tensor, batch_size: int = 250) -> dict[str, torch.Tensor]:
+    """`proxy_measures` ``{name: [N]}`` of images ``[N, 3, H, W]``, ``batch_size`` at a time."""
+    return _concat([proxy_measures(x) for x in images.split(batch_size)])
+
+
+@torch.no_grad()
+def foreground_samples(pipe, count: int, seed: int = 0, batch_size: int = 8, **sampler) -> dict:
+    """Proxy measures of ``count`` samples of a `tokenbridge.pipeline.Pipeline`, and where their
+    commits fall.
+
+    Labels cycle through the classes; row ``i`` is seeded ``seed + i`` (as
+    `tokenbridge.evaluation.generation_metrics`). Returns ``{"measures": {name: [N]},
+    "step_share": [N, T]`` (foreground share of the tokens committed at each step, against the
+    final image's estimated mask), ``"first_step_score": {"foreground"|"background": [N]}`` (mean
+    step-0 score, `SamplingStep.confidence`, of the decoded foreground / background tokens),
+    ``"images": [N, 3, H, W], "labels": [N], "seeds": [N]}``.
+    """
+    grid = int(pipe.generator.config.seq_len**0.5)
+    labels = torch.arange(count) % len(pipe.classes)
+    parts = []
+    for i in range(0, count, batch_size):
+        steps = [s.step for s in pipe.steps(labels[i : i + batch_size], seed=seed + i, **sampler)]
+        images = pipe.decode(pipe.tokens_to_latents(steps[-1].tokens))
+        estimate = estimate_foreground(images)
+        coverage_BN = token_coverage(estimate.mask, grid)
+        committed_BTN = torch.stack([s.committed.cpu() for s in steps], dim=1)
+        parts.append({"images": images, "measures": proxy_measures(images, estimate),
+                      "step_share": committed_share(committed_BTN, coverage_BN),
+                      "first_step_score": region_means(steps[0].confidence.cpu(), coverage_BN)})  # fmt: skip
+    return {**_concat(parts), "labels": labels, "seeds": seed + torch.arange(count)}
+
+
+def foreground_validation(images: torch.Tensor, masks: torch.Tensor, reconstructions: torch.Tensor,
+                          batch_size: int = 250) -> dict:  # fmt: skip
+    """IoU of the estimated masks with the ground-truth masks ``[N, H, W]``, on real images and
+    on their VAE reconstructions (same masks)."""
+    out = {}
+    for name, x in (("real", images), ("reconstruction", reconstructions)):
+        iou = torch.cat([mask_iou(estimate_foreground(xb).mask, mb)
+                         for xb, mb in zip(x.split(batch_size), masks.split(batch_size))])  # fmt: skip
+        out[name] = {"iou_mean": round(float(iou.mean()), 4), "iou_min": round(float(iou.min()), 4),
+                     "iou_p01": round(float(iou.quantile(0.01)), 4),
+                     "share_iou_above_0.9": round(float((iou > 0.9).float().mean()), 4)}  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------------
 
@@ -211,3 +262,10 @@ def _dilate(mask_BHW: torch.Tensor, pixels: int) -> torch.Tensor:
     """Mask grown by ``pixels`` in every direction (square neighbourhood)."""
     grown = F.max_pool2d(mask_BHW.float()[:, None], 2 * pixels + 1, stride=1, padding=pixels)
     return grown[:, 0] > 0
+
+
+def _concat(parts: list):
+    """Concatenate along dim 0 a list of tensors, or of equally nested dicts of tensors."""
+    if isinstance(parts[0], dict):
+        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)

@@ -22,6 +22,7 @@ import torch
 
 from tokenbridge import checkpoints
 from tokenbridge.quantizer import GaussianQuantizer
+from tokenbridge.sampling import sample_steps
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED = {"vae": ASSETS / "vae_small.safetensors", "generator": ASSETS / "generator_small.safetensors"}
@@ -78,10 +79,10 @@ class Pipeline:
         self.source = dict(source or {})
         if generator is not None:
             self._check_compatible()
-            cfg = generator.config
-            self.quantizer = GaussianQuantizer(cfg.quant_levels, cfg.quant_max, cfg.std_range)
-            self.channel_order = tuple(cfg.generation_order)
-            num_classes = cfg.class_num
+            config = generator.config
+            self.quantizer = GaussianQuantizer(config.quant_levels, config.quant_max, config.std_range)
+            self.channel_order = tuple(config.generation_order)
+            num_classes = config.class_num
         else:
             self.quantizer = GaussianQuantizer.official()
             self.channel_order = tuple(range(vae.config.embed_dim))
@@ -115,13 +116,13 @@ class Pipeline:
         return cls(vae_model, gen_model, classes=classes, device=device, source=source)
 
     def _check_compatible(self) -> None:
-        vcfg, gcfg = self.vae.config, self.generator.config
-        if gcfg.vae_embed_dim != vcfg.embed_dim:
-            raise ValueError(f"mismatched VAE and generator: the VAE has {vcfg.embed_dim} latent channels, the "
-                             f"generator expects {gcfg.vae_embed_dim}")  # fmt: skip
-        if gcfg.vae_stride != vcfg.downsampling_factor:
-            raise ValueError(f"mismatched VAE and generator: VAE stride {vcfg.downsampling_factor}, generator "
-                             f"expects {gcfg.vae_stride}")  # fmt: skip
+        vae_config, generator_config = self.vae.config, self.generator.config
+        if generator_config.vae_embed_dim != vae_config.embed_dim:
+            raise ValueError(f"mismatched VAE and generator: the VAE has {vae_config.embed_dim} latent channels, the "
+                             f"generator expects {generator_config.vae_embed_dim}")  # fmt: skip
+        if generator_config.vae_stride != vae_config.downsampling_factor:
+            raise ValueError(f"mismatched VAE and generator: VAE stride {vae_config.downsampling_factor}, generator "
+                             f"expects {generator_config.vae_stride}")  # fmt: skip
 
     # ------------------------------------------------------------------ properties
     @property
@@ -191,7 +192,7 @@ class Pipeline:
         """A `PreviewStep` per sampling iteration (``preview`` decodes the committed tokens).
 
         ``labels``: class ids ``[B]`` (None: ``batch_size`` unconditional images). Row ``i`` uses
-        its own generator seeded ``seed + i``, so a row's image does not depend on the batch.
+        its own RNG (``torch.Generator``) seeded ``seed + i``, so a row's image does not depend on the batch.
         Other keywords go to `tokenbridge.sampling.sample_steps` (defaults: `SAMPLER_DEFAULTS`).
         Arguments are checked at the call, before the first step.
         """
@@ -201,13 +202,11 @@ class Pipeline:
         return self._run(labels_B, rows, seed, preview, {**SAMPLER_DEFAULTS, **sampler})
 
     def _run(self, labels_B, rows: int, seed: int, preview: bool, settings: dict) -> Iterator[PreviewStep]:
-        """Start the sampler (it validates ``settings`` now) with one generator per row, seeded ``seed + i``."""
-        from tokenbridge.sampling import sample_steps
-
-        gens = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
+        """Start the sampler (it validates ``settings`` now) with one RNG per row, seeded ``seed + i``."""
+        rngs = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
         if labels_B is not None:
             labels_B = labels_B.to(self.device)
-        iterator = sample_steps(self.generator, labels_B, generator=gens, batch_size=rows, **settings)
+        iterator = sample_steps(self.generator, labels_B, rng=rngs, batch_size=rows, **settings)
         return self._previews(iterator, preview)
 
     def _previews(self, iterator, preview: bool) -> Iterator[PreviewStep]:
@@ -248,8 +247,8 @@ class Pipeline:
         self._require_generator()
         tokens = torch.as_tensor(tokens)
         if tokens.dim() != 3:
-            cfg = self.generator.config
-            raise ValueError(f"tokens must be [B, {cfg.seq_len}, {cfg.token_dim}] indices, got shape "
+            config = self.generator.config
+            raise ValueError(f"tokens must be [B, {config.seq_len}, {config.token_dim}] indices, got shape "
                              f"{list(tokens.shape)}")  # fmt: skip
         b = tokens.shape[0]
         mask_BN = self._region_mask(region, b)

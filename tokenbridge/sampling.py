@@ -17,13 +17,14 @@ with the channel head (KV-cached: C single-position steps), and commits some of 
   every channel's logits ``l_u + w·(l_c − l_u)``, both branches fed the same sampled prefix;
   ``cfg_schedule="linear"``: ``w_t = 1 + (w − 1)·(N − masked_after_t)/N`` (official).
 
-Randomness: each image row draws from its own generator: pass a list of B generators to make
-every row independent of the batch (row i then equals a single-image run with ``generator[i]``),
-or one generator shared by all rows (drawn row after row). Equality with single runs also needs
-the batched kernels to compute each row as they do alone (true for the CPU tests here; GPU
-kernels may differ in the last bit and, rarely, flip a token). Channel values are sampled by inverse
-CDF from one uniform number per (position, channel), drawn for all N positions every step, so the
-cached and the uncached channel decoding consume identical randomness.
+Randomness: each image row draws from its own random number generator (``rng``, a
+`torch.Generator`): pass a list of B of them to make every row independent of the batch (row i
+then equals a single-image run with ``rng[i]``), or one shared by all rows (drawn row after
+row). Equality with single runs also needs the batched kernels to compute each row as they do
+alone (true for the CPU tests here; GPU kernels may differ in the last bit and, rarely, flip a
+token). Channel values are sampled by inverse CDF from one uniform number per (position,
+channel), drawn for all N positions every step, so the cached and the uncached channel decoding
+consume identical randomness.
 
 Unlike the official sampler, the first channel-head input is ``cond`` alone, as in training
 (see `TokenBridge.channel_head_step`).
@@ -95,7 +96,7 @@ def sample_steps(
     model: TokenBridge,
     labels: torch.Tensor | None,
     *,
-    generator: torch.Generator | Sequence[torch.Generator],
+    rng: torch.Generator | Sequence[torch.Generator],
     num_steps: int = 16,
     cfg: float = 1.0,
     cfg_schedule: str = "linear",
@@ -112,7 +113,7 @@ def sample_steps(
     """Yield one `SamplingStep` per iteration; the last step's ``tokens`` are the sample.
 
     labels: long ``[B]`` class ids (``class_num`` = unconditional), or None for ``batch_size``
-    unconditional images. generator: one per row (a list of B) or one for all rows. The model
+    unconditional images. rng: one per row (a list of B) or one for all rows. The model
     must be in eval mode. Arguments are validated here, before the first step runs.
     tokens, mask (together, optional): a partially known start. ``tokens`` ``[B, N, C]`` integer
     indices in VAE channel order, ``mask`` ``[B, N]`` bool, True = to sample (the same count M ≥ 1
@@ -123,8 +124,8 @@ def sample_steps(
     tokens_BNC, mask_BN = _check_start(model, tokens, mask, labels_B.shape[0])
     _check_options(model, int(mask_BN[0].sum()), num_steps, cfg, cfg_schedule, cfg_mode, temperature, order,
                    gumbel)  # fmt: skip
-    generators = _row_generators(generator, labels_B.shape[0])
-    return _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg_schedule, cfg_mode,
+    rngs = _row_rngs(rng, labels_B.shape[0])
+    return _steps(model, labels_B, tokens_BNC, mask_BN, rngs, num_steps, cfg, cfg_schedule, cfg_mode,
                   temperature, order, gumbel, use_cache, record_probs)  # fmt: skip
 
 
@@ -142,7 +143,7 @@ def generate(model: TokenBridge, labels: torch.Tensor | None, **kwargs) -> torch
 
 
 @torch.no_grad()
-def _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg_schedule, cfg_mode,
+def _steps(model, labels_B, tokens_BNC, mask_BN, rngs, num_steps, cfg, cfg_schedule, cfg_mode,
            temperature, order, gumbel, use_cache, record_probs) -> Iterator[SamplingStep]:
     config = model.config
     device = labels_B.device
@@ -152,12 +153,12 @@ def _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg
     schedule = mask_schedule(m, num_steps)
     # random order: row i's masked positions are committed in the order of its permutation's tail
     if order == "random":
-        perm_BN = _per_row(generators, lambda g: torch.randperm(n, generator=g, device=g.device), device)
+        perm_BN = _per_row(rngs, lambda g: torch.randperm(n, generator=g, device=g.device), device)
         perm_BM = perm_BN[mask_BN.gather(1, perm_BN)].view(b, m)  # the positions to sample, permuted
 
     for t, masked_after in enumerate(schedule):
         w = cfg_scale(cfg, cfg_schedule, m, masked_after) if cfg != 1.0 else 1.0
-        uniform_BNC = _per_row(generators, lambda g: torch.rand(n, c, generator=g, device=g.device), device)
+        uniform_BNC = _per_row(rngs, lambda g: torch.rand(n, c, generator=g, device=g.device), device)
         if order == "random":
             keep_BN = torch.zeros_like(mask_BN).scatter_(1, perm_BM[:, :masked_after], True)
             decode_BN = mask_BN & ~keep_BN
@@ -177,7 +178,7 @@ def _steps(model, labels_B, tokens_BNC, mask_BN, generators, num_steps, cfg, cfg
         score_BN[decode_BN] = logp_M
         if order == "confidence":
             if gumbel > 0:
-                noise_BN = _per_row(generators, lambda g: _gumbel(n, g), device)
+                noise_BN = _per_row(rngs, lambda g: _gumbel(n, g), device)
                 score_BN = score_BN + gumbel * (1 - t / num_steps) * noise_BN
             committed_BN = _top_k(score_BN, mask_BN.sum(dim=1)[0].item() - masked_after)
         else:
@@ -275,19 +276,19 @@ def _gumbel(n: int, g: torch.Generator) -> torch.Tensor:
     return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-16))).float()
 
 
-def _per_row(generators, draw, device) -> torch.Tensor:
-    """Stack one draw per row, each from that row's generator, on ``device``."""
-    return torch.stack([draw(g).to(device) for g in generators])
+def _per_row(rngs, draw, device) -> torch.Tensor:
+    """Stack one draw per row, each from that row's RNG, on ``device``."""
+    return torch.stack([draw(g).to(device) for g in rngs])
 
 
-def _row_generators(generator, batch: int) -> list[torch.Generator]:
-    if isinstance(generator, torch.Generator):
-        return [generator] * batch
-    generators = list(generator)
-    if len(generators) != batch or not all(isinstance(g, torch.Generator) for g in generators):
-        raise ValueError(f"generator must be a torch.Generator or a list of {batch} (one per image), "
-                         f"got {len(generators)} item(s)")
-    return generators
+def _row_rngs(rng, batch: int) -> list[torch.Generator]:
+    if isinstance(rng, torch.Generator):
+        return [rng] * batch
+    rngs = list(rng)
+    if len(rngs) != batch or not all(isinstance(g, torch.Generator) for g in rngs):
+        raise ValueError(f"rng must be a torch.Generator or a list of {batch} (one per image), "
+                         f"got {len(rngs)} item(s)")
+    return rngs
 
 
 def _check_labels(model: TokenBridge, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
@@ -310,8 +311,8 @@ def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Te
                  batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The start ``(tokens [B, N, C] long, −1 where masked; mask [B, N] bool)``, all masked if none given."""
     device = model.fake_latent.device
-    cfg = model.config
-    shape = (batch, cfg.seq_len, cfg.token_dim)
+    config = model.config
+    shape = (batch, config.seq_len, config.token_dim)
     if tokens is None and mask is None:
         everything_BN = torch.ones(shape[:2], dtype=torch.bool, device=device)
         return torch.full(shape, -1, dtype=torch.long, device=device), everything_BN
@@ -331,8 +332,8 @@ def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Te
     if bool((counts != counts[0]).any()):
         raise ValueError(f"mask must select the same number of positions in every row, got {counts.tolist()}")
     kept = tokens.long()[~mask]
-    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= cfg.quant_levels):
-        raise ValueError(f"tokens to keep (outside the mask) must be indices in 0..{cfg.quant_levels - 1}, got values "
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= config.quant_levels):
+        raise ValueError(f"tokens to keep (outside the mask) must be indices in 0..{config.quant_levels - 1}, got values "
                          f"{int(kept.min())}..{int(kept.max())}")  # fmt: skip
     mask = mask.to(device)
     return tokens.long().to(device).masked_fill(mask[..., None], -1), mask

@@ -181,25 +181,26 @@ class _Mid(nn.Module):
 class Encoder(nn.Module):
     """Images ``[B, 3, H, W]`` → ``[B, 2·z_channels, H/f, W/f]`` (mean and log-variance halves)."""
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
-        widths = [cfg.ch * m for m in (1, *cfg.ch_mult)]
-        res = cfg.resolution
+        self.conv_in = nn.Conv2d(config.in_channels, config.ch, 3, padding=1)
+        widths = [config.ch * m for m in (1, *config.ch_mult)]
+        res = config.resolution
         self.down = nn.ModuleList()
-        for level in range(len(cfg.ch_mult)):
+        for level in range(len(config.ch_mult)):
             w_in, w_out = widths[level], widths[level + 1]
-            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, cfg.dropout, cfg.norm_groups)
-                      for i in range(cfg.num_res_blocks)]
-            attns = [AttnBlock(w_out, cfg.norm_groups) for _ in blocks] if res in cfg.encoder_attn_resolutions else []
+            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, config.dropout, config.norm_groups)
+                      for i in range(config.num_res_blocks)]
+            attended = res in config.encoder_attn_resolutions
+            attns = [AttnBlock(w_out, config.norm_groups) for _ in blocks] if attended else []
             stage = _Level(blocks, attns)
-            if level != len(cfg.ch_mult) - 1:
+            if level != len(config.ch_mult) - 1:
                 stage.downsample = Downsample(w_out)
                 res //= 2
             self.down.append(stage)
-        self.mid = _Mid(widths[-1], cfg.dropout, cfg.norm_groups)
-        self.norm_out = _group_norm(widths[-1], cfg.norm_groups)
-        self.conv_out = nn.Conv2d(widths[-1], 2 * cfg.z_channels, 3, padding=1)
+        self.mid = _Mid(widths[-1], config.dropout, config.norm_groups)
+        self.norm_out = _group_norm(widths[-1], config.norm_groups)
+        self.conv_out = nn.Conv2d(widths[-1], 2 * config.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -214,19 +215,20 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latents ``[B, z_channels, h, w]`` → images ``[B, 3, h·f, w·f]`` (unbounded; ≈ [-1, 1])."""
 
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        widths = [cfg.ch * m for m in cfg.ch_mult]
-        res = cfg.latent_size
-        self.conv_in = nn.Conv2d(cfg.z_channels, widths[-1], 3, padding=1)
-        self.mid = _Mid(widths[-1], cfg.dropout, cfg.norm_groups)
+        widths = [config.ch * m for m in config.ch_mult]
+        res = config.latent_size
+        self.conv_in = nn.Conv2d(config.z_channels, widths[-1], 3, padding=1)
+        self.mid = _Mid(widths[-1], config.dropout, config.norm_groups)
         levels: list[nn.Module] = []
         w_in = widths[-1]
-        for level in reversed(range(len(cfg.ch_mult))):
+        for level in reversed(range(len(config.ch_mult))):
             w_out = widths[level]
-            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, cfg.dropout, cfg.norm_groups)
-                      for i in range(cfg.num_res_blocks + 1)]
-            attns = [AttnBlock(w_out, cfg.norm_groups) for _ in blocks] if res in cfg.decoder_attn_resolutions else []
+            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, config.dropout, config.norm_groups)
+                      for i in range(config.num_res_blocks + 1)]
+            attended = res in config.decoder_attn_resolutions
+            attns = [AttnBlock(w_out, config.norm_groups) for _ in blocks] if attended else []
             stage = _Level(blocks, attns)
             if level != 0:
                 stage.upsample = Upsample(w_out)
@@ -234,8 +236,8 @@ class Decoder(nn.Module):
             levels.insert(0, stage)  # ``up.0`` is the full-resolution level, as in LDM
             w_in = w_out
         self.up = nn.ModuleList(levels)
-        self.norm_out = _group_norm(widths[0], cfg.norm_groups)
-        self.conv_out = nn.Conv2d(widths[0], cfg.out_channels, 3, padding=1)
+        self.norm_out = _group_norm(widths[0], config.norm_groups)
+        self.conv_out = nn.Conv2d(widths[0], config.out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
@@ -259,9 +261,9 @@ class DiagonalGaussian:
         self.logvar = logvar.clamp(-30.0, 20.0)
         self.std = torch.exp(0.5 * self.logvar)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """mean + std · ε with ε from ``generator`` (reparameterized: gradients flow)."""
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def sample(self, rng: torch.Generator | None = None) -> torch.Tensor:
+        """mean + std · ε with ε drawn from ``rng`` (reparameterized: gradients flow)."""
+        noise = torch.randn(self.mean.shape, generator=rng, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * noise
 
     def mode(self) -> torch.Tensor:
@@ -298,21 +300,21 @@ class AutoencoderKL(nn.Module):
             raise ValueError(f"expected latents [B, {self.config.embed_dim}, h, w], got {tuple(z.shape)}")
         return self.decoder(self.post_quant_conv(z))
 
-    def encode_latents(self, images: torch.Tensor, generator: torch.Generator | None = None,
+    def encode_latents(self, images: torch.Tensor, rng: torch.Generator | None = None,
                        sample: bool = False) -> torch.Tensor:  # fmt: skip
         """Scaled latents (posterior mean, or a sample when ``sample``) × ``scale_factor``."""
         posterior = self.encode(images)
-        z = posterior.sample(generator) if sample else posterior.mean
+        z = posterior.sample(rng) if sample else posterior.mean
         return z * self.config.scale_factor
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (as from `encode_latents` or the quantizer) → images."""
         return self.decode(latents / self.config.scale_factor)
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(self, images: torch.Tensor, rng: torch.Generator | None = None):
         """Training pass: ``(reconstruction, posterior)`` with a posterior sample decoded."""
         posterior = self.encode(images)
-        return self.decode(posterior.sample(generator)), posterior
+        return self.decode(posterior.sample(rng)), posterior
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != self.config.in_channels:

@@ -226,11 +226,11 @@ def plot_ratio_order(ratios: torch.Tensor, title: str = "low-frequency energy ra
     x axis reads as the generation order, channel names under the bars; ``reference`` draws a
     dashed horizontal line (e.g. the ratio of white noise). One axes."""
     v = _check_dim("ratios", ratios, 1, "[C]").double()
-    order = torch.sort(v, descending=True, stable=True).indices.tolist()
-    fig = Figure(figsize=(0.42 * len(order) + 1.5, 3.2), layout="constrained")
+    channel_order = torch.sort(v, descending=True, stable=True).indices.tolist()
+    fig = Figure(figsize=(0.42 * len(channel_order) + 1.5, 3.2), layout="constrained")
     ax = fig.subplots()
-    ax.bar(np.arange(len(order)), v[order].numpy(), color="tab:blue")
-    ax.set_xticks(np.arange(len(order)), [f"c{c}" for c in order], fontsize=8)
+    ax.bar(np.arange(len(channel_order)), v[channel_order].numpy(), color="tab:blue")
+    ax.set_xticks(np.arange(len(channel_order)), [f"c{c}" for c in channel_order], fontsize=8)
     if reference is not None:
         ax.axhline(float(reference), color="black", ls="--", lw=1, label=reference_label)
         ax.legend(fontsize=8)
@@ -316,7 +316,7 @@ def plot_channel_histograms(latents: torch.Tensor, quantizers: Mapping[str, Gaus
 
 def rows_by_setting(rows: Sequence[Mapping], metric: str, keys: Sequence[str] = ("assign", "calibration", "bins")
                     ) -> tuple[list[int], dict[str, list[float | None]], float | None]:  # fmt: skip
-    """Evaluation rows (dicts as `tokenbridge.evaluate.reconstruction_table` returns, ``levels``
+    """Evaluation rows (dicts as `tokenbridge.evaluation.reconstruction_table` returns, ``levels``
     None for the continuous latents) -> ``(sorted levels, {"nearest, fixed, gaussian": [metric
     per level, None where missing]}, the continuous row's metric or None)``, for `plot_vs_bits`."""
     levels = sorted({int(r["levels"]) for r in rows if r["levels"] is not None})
