@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tokenbridge.generator import (
     GENERATORS,
@@ -305,10 +306,10 @@ def biased_to_position(model: TokenBridge) -> TokenBridge:
 
 
 def test_training_targets_follow_the_channel_order():
-    order = (3, 0, 5, 1, 4, 2)
-    model = biased_to_position(small_tiny(channel_order=order)).eval()
+    channel_order = (3, 0, 5, 1, 4, 2)
+    model = biased_to_position(small_tiny(channel_order=channel_order)).eval()
     indices = torch.zeros(2, 16, 6, dtype=torch.long)
-    indices[..., list(order)] = torch.arange(6)  # VAE channel order[j] holds value j
+    indices[..., list(channel_order)] = torch.arange(6)  # VAE channel order[j] holds value j
     loss = model(indices, torch.tensor([0, 1]), torch.Generator().manual_seed(0))
     assert loss < 1e-6
     assert model(indices[..., torch.randperm(6, generator=torch.Generator().manual_seed(1))],
@@ -407,3 +408,77 @@ def test_value_loss_adds_the_weighted_regression_error_of_the_masked_values():
     z = aided.forward_backbone(x, labels, aided.sample_mask(3, torch.Generator().manual_seed(5)))
     expected = (aided.value_head(z[mask]) - x[mask]).pow(2).mean()
     assert torch.allclose(total - ce, 0.5 * expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------ ordinal head init
+def test_ordinal_head_init_reads_a_gaussian_over_values_and_orders_embeddings():
+    """``head_init="ordinal"``: each readout is rank 1 (level value × a unit direction), so a
+    feature ``t·u`` puts the softmax's mean value near ``t`` (levels equiprobable under N(0, 1));
+    input embeddings lie apart by level distance. The official init has neither property."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ordinal, official = small_tiny(head_init="ordinal"), small_tiny()
+    values = ordinal.quantizer.values / ordinal.quantizer.values.std()
+    for model, expected in ((ordinal, True), (official, False)):
+        head = model.channel_heads[0]
+        direction = F.normalize(head.weight.T @ values, dim=0)  # the readout's value direction
+        shifts = torch.linspace(-1.0, 1.0, 9)
+        means = torch.softmax(head(shifts[:, None] * direction), dim=-1) @ values
+        assert bool((means - shifts).abs().max() < 0.25) is expected, means
+        embedding = model.token_embeddings[0].weight
+        distance = torch.cdist(embedding, embedding).flatten()
+        gap = (values[:, None] - values[None]).abs().flatten()
+        assert bool(torch.corrcoef(torch.stack([distance, gap]))[0, 1] > 0.95) is expected
+    with pytest.raises(ValueError, match="head_init"):
+        small_tiny(head_init="sorted")
+
+
+# ------------------------------------------------------------------ local mixing
+def test_local_mixing_touches_only_the_3x3_neighbourhood_and_not_the_buffer():
+    """`LocalMixing`: the buffer passes through; changing grid token (r, c) changes the output
+    only at tokens within one row and column of it. ``local_mixing="conv"`` adds one per decoder
+    block and nothing else; the default model has none."""
+    from tokenbridge.generator import LocalMixing
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        mixing = LocalMixing(dim=8, grid=4, buffer=2, eps=1e-6)
+        x = torch.randn(1, 2 + 16, 8)
+    moved = x.clone()
+    moved[0, 2 + 1 * 4 + 2] += torch.linspace(-1.0, 1.0, 8)  # grid token (1, 2); not a constant: norm removes it
+    changed = (mixing(moved) - mixing(x)).abs().amax(dim=-1)[0]
+    assert torch.equal(mixing(x)[:, :2], x[:, :2])
+    rows, cols = torch.arange(16) // 4, torch.arange(16) % 4
+    near = ((rows - 1).abs() <= 1) & ((cols - 2).abs() <= 1)
+    assert bool((changed[2:][near] > 1e-3).all()) and bool((changed[2:][~near] == 0).all())
+    assert (changed[:2] == 0).all()
+    mixed = small_tiny(local_mixing="conv")
+    extra = set(mixed.state_dict()) - set(small_tiny().state_dict())
+    assert extra and all(k.startswith("decoder_mixing.0.") for k in extra)
+    with pytest.raises(ValueError, match="local_mixing"):
+        small_tiny(local_mixing="attention")
+
+
+# ------------------------------------------------------------------ class input
+def test_class_input_adds_the_projected_class_embedding_to_every_decoder_token():
+    """``class_input="buffer+decoder"`` adds ``decoder_class_proj(class embedding)`` to the decoder's
+    input: with that projection zeroed the backbone is the official one (same shared weights);
+    otherwise the label changes the features of every position even with no buffer attention."""
+    plain = randomized(small_tiny())
+    direct = small_tiny(class_input="buffer+decoder").eval()
+    assert sorted(set(direct.state_dict()) - set(plain.state_dict())) == ["decoder_class_proj.bias",
+                                                                          "decoder_class_proj.weight"]
+    direct.load_state_dict({**direct.state_dict(), **plain.state_dict()})
+    x = torch.randn(2, 16, 6, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, 4:] = True
+    labels = torch.tensor([1, 2])
+    with torch.no_grad():
+        direct.decoder_class_proj.weight.zero_()
+        direct.decoder_class_proj.bias.zero_()
+    assert torch.allclose(direct.forward_backbone(x, labels, mask), plain.forward_backbone(x, labels, mask), atol=1e-6)
+    with torch.no_grad():
+        direct.decoder_class_proj.weight.normal_(generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(direct.forward_backbone(x, labels, mask), plain.forward_backbone(x, labels, mask))
+    with pytest.raises(ValueError, match="class_input"):
+        small_tiny(class_input="adaln")

@@ -33,8 +33,8 @@ def random_latents(tmp_path):
     """20 random latents in the embedded layout ([16, 8, 8]) and the shapes' 10 classes."""
     images = torch.utils.data.TensorDataset(torch.zeros(20, 3, 64, 64), torch.arange(20) % 10)
     images.classes = list(ShapesDataset.classes)
-    noise = torch.Generator().manual_seed(0)
-    return cache_latents(lambda x: torch.randn(len(x), 16, 8, 8, generator=noise), images, tmp_path / "lat.safetensors")
+    rng = torch.Generator().manual_seed(0)
+    return cache_latents(lambda x: torch.randn(len(x), 16, 8, 8, generator=rng), images, tmp_path / "lat.safetensors")
 
 
 def test_smoke_run_reports_every_measure(tmp_path, random_latents):
@@ -48,4 +48,22 @@ def test_smoke_run_reports_every_measure(tmp_path, random_latents):
         assert abs(row["ce"] - math.log(64)) < 1.0 and abs(row["ce_first"] - math.log(64)) < 1.0
     assert 0.0 < result["copy_test"]["median_p_first"] < 0.2
     assert "class_accuracy" not in result and result["steps"] == 3
-    assert "copy test" in learnability.format_report(result)
+    assert "copy test" in learnability.format_report(result) and "class use" in learnability.format_report(result)
+
+
+def test_class_use_is_zero_when_every_class_embeds_alike_and_not_otherwise():
+    """`class_use` compares CE under the true and the next label: a model whose class embeddings
+    are all equal cannot tell them apart (exactly 0); distinct embeddings give a nonzero value."""
+    from tokenbridge.generator import tokenbridge_tiny
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = tokenbridge_tiny(class_input="buffer+decoder").eval()
+    indices = torch.randint(0, 64, (12, 64, 16), generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(12) % 10
+    with torch.no_grad():
+        model.class_emb.weight.normal_(std=1.0, generator=torch.Generator().manual_seed(2))
+    assert learnability.class_use(model, indices, labels) != 0.0
+    with torch.no_grad():
+        model.class_emb.weight.copy_(model.class_emb.weight[:1].expand_as(model.class_emb.weight))
+    assert learnability.class_use(model, indices, labels) == 0.0

@@ -27,6 +27,9 @@ from tokenbridge.spectral import OFFICIAL_KL16_ORDER
 
 HEADS = ("autoregressive", "parallel")
 POSITION_BIASES = ("none", "relative")
+HEAD_INITS = ("official", "ordinal")
+LOCAL_MIXINGS = ("none", "conv")
+CLASS_INPUTS = ("buffer", "buffer+decoder")
 
 # ------------------------------------------------------------------------------------------------
 # Configuration
@@ -45,7 +48,10 @@ class GeneratorConfig:
     (``"relative"``: a learned 2-D relative position bias in every backbone attention layer, see
     `RelativePositionBias`; ``"none"``, the official model, has only absolute tables) and
     ``value_loss`` (weight of an auxiliary training loss, see `TokenBridge.forward`; 0 = official)
-    are ours. The official
+    and ``head_init`` (``"ordinal"``: see `TokenBridge.initialize_ordinal_head`) and
+    ``local_mixing`` (``"conv"``: a `LocalMixing` layer after every decoder block) and
+    ``class_input`` (``"buffer+decoder"``: the class embedding is also added to every decoder
+    token, through ``decoder_class_proj``) are ours. The official
     ``use_quantized_value`` flag is not kept: the official code ignores it.
     """
 
@@ -79,6 +85,9 @@ class GeneratorConfig:
     head: str = "autoregressive"
     position_bias: str = "none"
     value_loss: float = 0.0
+    head_init: str = "official"
+    local_mixing: str = "none"
+    class_input: str = "buffer"
 
     def __post_init__(self):
         if self.channel_order is not None:  # JSON turns tuples into lists
@@ -119,6 +128,12 @@ class GeneratorConfig:
             raise ValueError(f"unknown head {self.head!r}; valid: {', '.join(HEADS)}")
         if not self.value_loss >= 0.0:
             raise ValueError(f"value_loss must be >= 0, got {self.value_loss}")
+        if self.class_input not in CLASS_INPUTS:
+            raise ValueError(f"unknown class_input {self.class_input!r}; valid: {', '.join(CLASS_INPUTS)}")
+        if self.local_mixing not in LOCAL_MIXINGS:
+            raise ValueError(f"unknown local_mixing {self.local_mixing!r}; valid: {', '.join(LOCAL_MIXINGS)}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"unknown head_init {self.head_init!r}; valid: {', '.join(HEAD_INITS)}")
         if self.position_bias not in POSITION_BIASES:
             raise ValueError(f"unknown position_bias {self.position_bias!r}; valid: {', '.join(POSITION_BIASES)}")
         if self.channel_order is not None and sorted(self.channel_order) != list(range(self.token_dim)):
@@ -329,6 +344,29 @@ class RelativePositionBias(nn.Module):
         return [table[:, index_BTT].transpose(0, 1) for table in self.table]
 
 
+class LocalMixing(nn.Module):
+    """Residual depthwise 3×3 convolution over the token grid (the class buffer passes through):
+    ``x + pointwise(GELU(depthwise(norm(x))))`` on the ``N = grid²`` grid tokens of ``[B, L, D]``.
+
+    Why: attention with absolute position tables must learn "look at my neighbours" separately
+    for every position, which a small model on a CPU budget does not manage (`tokenbridge.learnability`);
+    a convolution has it built in, so a masked position sees its neighbours' values at once.
+    """
+
+    def __init__(self, dim: int, grid: int, buffer: int, eps: float):
+        super().__init__()
+        self.grid, self.buffer = grid, buffer
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pointwise = nn.Linear(dim, dim)
+
+    def forward(self, x_BLD: torch.Tensor) -> torch.Tensor:
+        b, _, d = x_BLD.shape
+        grid_BDhw = self.norm(x_BLD[:, self.buffer:]).transpose(1, 2).reshape(b, d, self.grid, self.grid)
+        mixed_BND = F.gelu(self.depthwise(grid_BDhw)).flatten(2).transpose(1, 2)
+        return torch.cat([x_BLD[:, : self.buffer], x_BLD[:, self.buffer:] + self.pointwise(mixed_BND)], dim=1)
+
+
 @dataclass
 class ChannelCache:
     """State of incremental channel decoding for M positions (see `TokenBridge.channel_head_step`).
@@ -387,6 +425,12 @@ class TokenBridge(nn.Module):
             Block(dec, cfg.decoder_num_heads, cfg.mlp_ratio, eps, *drops) for _ in range(cfg.decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(dec, eps=eps)
+        if cfg.class_input == "buffer+decoder":
+            self.decoder_class_proj = nn.Linear(enc, dec)
+        if cfg.local_mixing == "conv":
+            self.decoder_mixing = nn.ModuleList(
+                LocalMixing(dec, cfg.grid_size, cfg.buffer_size, eps) for _ in range(cfg.decoder_depth)
+            )
         self.output_pos_embed = nn.Parameter(torch.zeros(1, n, dec))
         if cfg.position_bias == "relative":
             self.encoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.encoder_num_heads,
@@ -436,6 +480,31 @@ class TokenBridge(nn.Module):
         for block in [*self.channel_blocks, self.channel_final]:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        if self.config.head_init == "ordinal":
+            self.initialize_ordinal_head()
+
+    @torch.no_grad()
+    def initialize_ordinal_head(self) -> None:
+        """Make the channel head's readouts and input embeddings know that levels are ordered.
+
+        Readout of channel c: ``weight[k] = v_k · u_c`` (``v_k`` the standardized level values,
+        ``u_c`` a random unit vector), bias 0, so the logits are ``v_k · μ`` with ``μ = u_c·h``: a
+        Gaussian over values centred on μ (the levels are equiprobable under N(0, 1), which
+        cancels the quadratic term). The gradient of the cross-entropy w.r.t. μ is then
+        ``E_p[v] - v_target``, a regression signal from the first step, where independent random
+        rows give the backbone almost none until the head can already read values sharply.
+        Input embeddings: ``emb[k] = v_k · g_c + noise`` (``g_c`` ~ N(0, 1) per dimension, like
+        the official init's scale), so nearby levels start nearby.
+        """
+        values_V = self.quantizer.values.to(self.fake_latent.device, self.fake_latent.dtype)
+        values_V = values_V / values_V.std()
+        for head in self.channel_heads:
+            direction_D = F.normalize(torch.randn_like(head.weight[0]), dim=0)
+            head.weight.copy_(values_V[:, None] * direction_D)
+            head.bias.zero_()
+        for embedding in self.token_embeddings:
+            scale_D = torch.randn_like(embedding.weight[0])
+            embedding.weight.copy_(values_V[:, None] * scale_D + 0.1 * torch.randn_like(embedding.weight))
 
     # -------------------------------------------------------------------------------- tokens
     def dequantize(self, indices_BNC: torch.Tensor) -> torch.Tensor:
@@ -462,8 +531,8 @@ class TokenBridge(nn.Module):
         if bool((masked != masked[0]).any()):
             raise ValueError(f"every row must mask the same number of positions, got {masked.tolist()}")
         keep_BL = F.pad(~mask_BN, (self.config.buffer_size, 0), value=True)
-        h_BTD = self._encode(x_BNC, self._class_embedding(labels_B), keep_BL)
-        return self._decode(h_BTD, keep_BL)
+        class_BD = self._class_embedding(labels_B)
+        return self._decode(self._encode(x_BNC, class_BD, keep_BL), keep_BL, class_BD)
 
     def _class_embedding(self, labels_B: torch.Tensor) -> torch.Tensor:
         uncond = (labels_B == self.config.class_num)[:, None]
@@ -480,23 +549,31 @@ class TokenBridge(nn.Module):
         biases = self.encoder_position_bias(keep_BL) if self.config.position_bias == "relative" else None
         return self.encoder_norm(self._run_blocks(self.encoder_blocks, h_BTD, biases))
 
-    def _decode(self, h_BTD: torch.Tensor, keep_BL: torch.Tensor) -> torch.Tensor:
-        """Re-insert ``mask_token`` at unknown positions, decode, drop the buffer -> ``[B, N, Dd]``."""
+    def _decode(self, h_BTD: torch.Tensor, keep_BL: torch.Tensor, class_BD: torch.Tensor) -> torch.Tensor:
+        """Re-insert ``mask_token`` at unknown positions, decode, drop the buffer -> ``[B, N, Dd]``.
+        ``class_BD`` (the class embedding) is used only with ``class_input="buffer+decoder"``."""
         h_BTD = self.decoder_embed(h_BTD)
         b, length = keep_BL.shape
         full_BLD = self.mask_token.to(h_BTD.dtype).expand(b, length, h_BTD.shape[-1]).masked_scatter(keep_BL[..., None], h_BTD)
+        if self.config.class_input == "buffer+decoder":
+            full_BLD = full_BLD + self.decoder_class_proj(class_BD)[:, None]
         biases = self.decoder_position_bias() if self.config.position_bias == "relative" else None
-        h_BLD = self._run_blocks(self.decoder_blocks, full_BLD + self.decoder_pos_embed_learned, biases)
+        mixing = self.decoder_mixing if self.config.local_mixing == "conv" else None
+        h_BLD = self._run_blocks(self.decoder_blocks, full_BLD + self.decoder_pos_embed_learned, biases, mixing)
         return self.decoder_norm(h_BLD)[:, self.config.buffer_size:] + self.output_pos_embed
 
-    def _run_blocks(self, blocks: nn.ModuleList, h: torch.Tensor, biases: list[torch.Tensor] | None) -> torch.Tensor:
-        """``blocks`` in turn; ``biases``: one attention bias per block (`RelativePositionBias`) or None."""
+    def _run_blocks(self, blocks: nn.ModuleList, h: torch.Tensor, biases: list[torch.Tensor] | None,
+                    mixing: nn.ModuleList | None = None) -> torch.Tensor:
+        """``blocks`` in turn; ``biases``: one attention bias per block (`RelativePositionBias`) or None;
+        ``mixing``: a `LocalMixing` after each block, or None."""
         for i, block in enumerate(blocks):
             bias = None if biases is None else biases[i]
             if self.config.grad_checkpointing and self.training:
                 h = checkpoint(block, h, bias, use_reentrant=False)
             else:
                 h = block(h, bias)
+            if mixing is not None:
+                h = mixing[i](h)
         return h
 
     # -------------------------------------------------------------------------------- channel head
@@ -577,28 +654,28 @@ class TokenBridge(nn.Module):
         return self.channel_final(self.channel_norm(x_MTD), cond_MTD)
 
     # -------------------------------------------------------------------------------- training
-    def sample_mask(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_mask(self, batch: int, rng: torch.Generator) -> torch.Tensor:
         """MAR training mask ``[B, N]`` bool: ratio ~ truncated normal on [mask_ratio_min, 1]
         (mean 1, std 0.25; one ratio per batch), positions from a random order per row."""
         n = self.config.seq_len
         low = torch.special.ndtr(torch.tensor((self.config.mask_ratio_min - 1.0) / 0.25, dtype=torch.float64))
-        u = torch.rand((), generator=generator, device=generator.device, dtype=torch.float64).cpu()
+        u = torch.rand((), generator=rng, device=rng.device, dtype=torch.float64).cpu()
         ratio = 1.0 + 0.25 * float(torch.special.ndtri(low + u * (0.5 - low)))
         num_masked = min(n, math.ceil(n * ratio))
-        order_BN = torch.rand(batch, n, generator=generator, device=generator.device).argsort(dim=1)
-        mask_BN = torch.zeros(batch, n, dtype=torch.bool, device=generator.device)
-        return mask_BN.scatter_(1, order_BN[:, :num_masked], True).to(self.fake_latent.device)
+        permutation_BN = torch.rand(batch, n, generator=rng, device=rng.device).argsort(dim=1)
+        mask_BN = torch.zeros(batch, n, dtype=torch.bool, device=rng.device)
+        return mask_BN.scatter_(1, permutation_BN[:, :num_masked], True).to(self.fake_latent.device)
 
     @staticmethod
-    def subsample_mask(mask_BN: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
+    def subsample_mask(mask_BN: torch.Tensor, keep: int, rng: torch.Generator) -> torch.Tensor:
         """``mask_BN`` with only ``keep`` of each row's True positions left (uniform, no repeats)."""
         if keep < 1:
             raise ValueError(f"head_positions must be >= 1, got {keep}")
-        scores_BN = torch.rand(mask_BN.shape, generator=generator, device=generator.device).to(mask_BN.device)
+        scores_BN = torch.rand(mask_BN.shape, generator=rng, device=rng.device).to(mask_BN.device)
         ranks_BN = scores_BN.masked_fill(~mask_BN, 2.0).argsort(dim=1).argsort(dim=1)
         return mask_BN & (ranks_BN < keep)
 
-    def forward(self, indices_BNC: torch.Tensor, labels_B: torch.Tensor, generator: torch.Generator,
+    def forward(self, indices_BNC: torch.Tensor, labels_B: torch.Tensor, rng: torch.Generator,
                 return_channel_ce: bool = False,
                 head_positions: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over masked positions × channels (MAR masking, label drop), plus
@@ -606,7 +683,7 @@ class TokenBridge(nn.Module):
         of the same positions when the config asks for it.
 
         indices_BNC: quantization indices in VAE channel order. Every random draw (mask ratio,
-        order, label drop) comes from ``generator``. With ``return_channel_ce`` also returns the
+        order, label drop) comes from ``rng``. With ``return_channel_ce`` also returns the
         detached per-channel CE ``[C]`` in generation order. ``head_positions=K`` runs the channel
         head on K masked positions per image drawn uniformly (every row masks the same number),
         an unbiased and cheaper estimate of the same loss: the head dominates CPU training cost.
@@ -619,13 +696,13 @@ class TokenBridge(nn.Module):
         """
         b = indices_BNC.shape[0]
         x_BNC = self.dequantize(indices_BNC)
-        mask_BN = self.sample_mask(b, generator)
+        mask_BN = self.sample_mask(b, rng)
         if self.training and self.config.label_drop_prob > 0:
-            drop_B = torch.rand(b, generator=generator, device=generator.device) < self.config.label_drop_prob
+            drop_B = torch.rand(b, generator=rng, device=rng.device) < self.config.label_drop_prob
             labels_B = labels_B.masked_fill(drop_B.to(labels_B.device), self.config.class_num)
         z_BND = self.forward_backbone(x_BNC, labels_B, mask_BN)
         if head_positions is not None:
-            mask_BN = self.subsample_mask(mask_BN, head_positions, generator)
+            mask_BN = self.subsample_mask(mask_BN, head_positions, rng)
         order = torch.tensor(self.config.generation_order, device=indices_BNC.device)
         targets_MC = indices_BNC[mask_BN].long()[:, order]
         logits_MCV = self.forward_channel_head(z_BND[mask_BN], targets_MC)

@@ -34,6 +34,8 @@ from tokenbridge.generator import TokenBridge, patchify
 
 KNOWN_COUNTS = (0, 4, 8, 16, 32, 48)
 """Numbers of known tokens at which held-out CE is measured (training sees 0 to 30% known)."""
+CLASS_USE_KNOWN = 16
+"""Known tokens when measuring `class_use`: enough of the shape to tell which class it is."""
 
 TASKS = ("shapes", "constant")
 RESERVED_OPTIONS = ("--steps", "--out", "--latents", "--export", "--resume")
@@ -87,20 +89,20 @@ def masked_cross_entropy(model: TokenBridge, indices_BNC: torch.Tensor, labels_B
     return F.cross_entropy(logits_MCV.flatten(0, 1).float(), targets_MC.flatten(), reduction="none").view_as(targets_MC)
 
 
-def random_mask(batch: int, seq_len: int, known: int, generator: torch.Generator) -> torch.Tensor:
+def random_mask(batch: int, seq_len: int, known: int, rng: torch.Generator) -> torch.Tensor:
     """``[B, N]`` bool, True = unknown: ``known`` positions per row are known, drawn uniformly."""
-    order_BN = torch.rand(batch, seq_len, generator=generator).argsort(dim=1)
-    return torch.ones(batch, seq_len, dtype=torch.bool).scatter_(1, order_BN[:, :known], False)
+    permutation_BN = torch.rand(batch, seq_len, generator=rng).argsort(dim=1)
+    return torch.ones(batch, seq_len, dtype=torch.bool).scatter_(1, permutation_BN[:, :known], False)
 
 
 def cross_entropy_by_known(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor,
                            known_counts=KNOWN_COUNTS, seed: int = 0) -> dict:  # fmt: skip
     """``{known: {"ce": all channels, "ce_first": first generated channel}}`` on held-out tokens,
     the same masks for every model (drawn from ``seed``)."""
-    generator = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     result = {}
     for known in known_counts:
-        mask_BN = random_mask(len(indices_BNC), model.config.seq_len, known, generator)
+        mask_BN = random_mask(len(indices_BNC), model.config.seq_len, known, rng)
         ce_MC = masked_cross_entropy(model, indices_BNC, labels_B, mask_BN)
         result[known] = {"ce": round(float(ce_MC.mean()), 4), "ce_first": round(float(ce_MC[:, 0].mean()), 4)}
     return result
@@ -116,15 +118,27 @@ def copy_test(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Ten
             "ce_first": round(float(ce_first_M.mean()), 4)}  # fmt: skip
 
 
+def class_use(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, known: int = CLASS_USE_KNOWN,
+              seed: int = 0) -> float:  # fmt: skip
+    """How much the class label lowers held-out CE (nats per channel, all channels) with ``known``
+    tokens known: CE under the next class's label minus CE under the true one. Near 0, the model
+    ignores the label, and guidance has nothing to amplify: samples cannot show their class."""
+    mask_BN = random_mask(len(indices_BNC), model.config.seq_len, known, torch.Generator().manual_seed(seed))
+    wrong_B = (labels_B + 1) % model.config.class_num
+    wrong = masked_cross_entropy(model, indices_BNC, wrong_B, mask_BN).mean()
+    return round(float(wrong - masked_cross_entropy(model, indices_BNC, labels_B, mask_BN).mean()), 4)
+
+
 def context_measures(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor) -> dict:
-    """Held-out CE by known tokens and the copy test on these tokens."""
+    """Held-out CE by known tokens, the copy test and the class use on these tokens."""
     return {"ce_by_known": cross_entropy_by_known(model, indices_BNC, labels_B),
-            "copy_test": copy_test(model, indices_BNC, labels_B)}
+            "copy_test": copy_test(model, indices_BNC, labels_B),
+            "class_use": class_use(model, indices_BNC, labels_B)}
 
 
 def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int = 200) -> dict:
     """Every measure of the module docstring for one model trained on shapes latents."""
-    from tokenbridge.evaluate import generation_metrics, shapes_images
+    from tokenbridge.evaluation import generation_metrics, shapes_images
     from tokenbridge.pipeline import Pipeline
 
     if model.config.class_num != len(ShapesDataset.classes):
@@ -171,7 +185,9 @@ def format_report(result: dict) -> str:
              "held-out CE       " + " ".join(f"{v['ce']:>6.3f}" for v in known.values()),
              "  first channel   " + " ".join(f"{v['ce_first']:>6.3f}" for v in known.values()),
              f"copy test: median p(first channel) {result['copy_test']['median_p_first']:.3f}, "
-             f"CE {result['copy_test']['ce_first']:.3f}"]  # fmt: skip
+             f"CE {result['copy_test']['ce_first']:.3f}",
+             f"class use (CE with the wrong label - with the true one, {CLASS_USE_KNOWN} known): "
+             f"{result['class_use']:.4f} nats"]  # fmt: skip
     if "class_accuracy" in result:
         acc = result["class_accuracy"]
         lines.append(f"class accuracy: random {acc['random']:.1%}, confidence {acc['confidence']:.1%}")

@@ -36,8 +36,11 @@ from torch import nn
 
 from tokenbridge import checkpoints, cli
 from tokenbridge.data import HELDOUT_SEED, LATENT_CACHE_FORMAT, TRAIN_SEED, ImageFolderDataset, ShapesDataset
-from tokenbridge.generator import POSITION_BIASES
+from tokenbridge.generator import CLASS_INPUTS, HEAD_INITS, LOCAL_MIXINGS, POSITION_BIASES
 from tokenbridge.pipeline import pick_device
+
+RECIPE_FIELDS = ("position_bias", "mask_ratio_min", "value_loss", "head_init", "local_mixing", "class_input")
+"""Generator config fields a training option of the same name overrides (see `GeneratorConfig`)."""
 
 # ------------------------------------------------------------------------------------------------
 # Settings shared by every task
@@ -70,7 +73,7 @@ class LoopSettings:
 class Task:
     """What differs between trainings: the model, the data, the loss, and the export metrics.
 
-    ``loss(model, batch, generator)`` calls ``model(...)`` (so DDP syncs gradients) and returns
+    ``loss(model, batch, rng)`` calls ``model(...)`` (so DDP syncs gradients) and returns
     ``(loss, {name: float})``. ``export_metrics(model, device)`` measures the exported model.
     """
 
@@ -121,8 +124,8 @@ class StepBatches:
         return [torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(len(items[0]))]
 
 
-def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    """The one generator for every random draw of a step (distinct per rank)."""
+def step_rng(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    """The one `torch.Generator` for every random draw of a step (distinct per rank)."""
     return torch.Generator(device).manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % (2**63))
 
 
@@ -327,13 +330,13 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings) * group["lr_scale"]
         batch = [t.to(device) for t in batches(step)]
-        generator = step_generator(settings.seed, step, rank, device)
+        rng = step_rng(settings.seed, step, rank, device)
         # Dropout draws from torch's global RNG: seed it per step inside a fork, so a resumed run
         # repeats the same masks and nothing outside this loop sees the change.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(generator.initial_seed())
+            torch.manual_seed(rng.initial_seed())
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
-                loss, logs = task.loss(net, batch, generator)
+                loss, logs = task.loss(net, batch, rng)
         optimize(loss, model, ema, optimizer, settings, step)
         if step % settings.log_every == 0:
             value = loss.item()
@@ -418,9 +421,9 @@ def vae_task(args) -> Task:
     dataset = training_images(args.data, args.image_size)
     overrides = {"resolution": args.image_size}
 
-    def loss(net, batch, generator):
+    def loss(net, batch, rng):
         images = batch[0]
-        recon, posterior = net(images, generator)
+        recon, posterior = net(images, rng)
         rec = (recon - images).abs().mean() if args.recon_loss == "l1" else (recon - images).pow(2).mean()
         kl = posterior.kl().mean()
         return rec + args.kl_weight * kl, {"rec": rec.item(), "kl": kl.item()}
@@ -469,7 +472,7 @@ def classifier_task(args) -> Task:
     dataset = training_images(args.data, args.image_size)
     num_classes = len(dataset.classes)
 
-    def loss(net, batch, generator):
+    def loss(net, batch, rng):
         images, labels = batch[0], batch[1]
         ce = F.cross_entropy(net(images), labels)
         return ce, {}
@@ -528,27 +531,24 @@ def generator_task(args) -> Task:
     overrides = {"channel_order": tuple(order.tolist()), "class_num": max(cache.num_classes, 1)}
     if args.dropout is not None:
         overrides.update(attn_dropout=args.dropout, proj_dropout=args.dropout)
-    if args.position_bias is not None:
-        overrides["position_bias"] = args.position_bias
-    if args.mask_ratio_min is not None:
-        overrides["mask_ratio_min"] = args.mask_ratio_min
-    if args.value_loss is not None:
-        overrides["value_loss"] = args.value_loss
+    for name in RECIPE_FIELDS:  # recipe options left unset keep the preset's value
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     lr_scales = {} if args.head_lr_scale == 1.0 else {"channel_heads.": args.head_lr_scale}
     with torch.device("meta"):
         quantizer = GENERATORS[args.preset](**overrides).quantizer
     indices = quantizer.quantize(patchify(latents, config.patch_size))  # [N, L, C] uint8, VAE channel order
     dataset = torch.utils.data.TensorDataset(indices, cache.labels)
 
-    def loss(net, batch, generator):
+    def loss(net, batch, rng):
         indices_BNC, labels_B = batch
-        ce, per_channel = net(indices_BNC.long(), labels_B, generator, return_channel_ce=True,
+        ce, per_channel = net(indices_BNC.long(), labels_B, rng, return_channel_ce=True,
                               head_positions=args.head_positions)
         return ce, {"ce": per_channel.mean().item(), "ce_first": per_channel[0].item(), "ce_last": per_channel[-1].item()}
 
     @torch.no_grad()
     def export_metrics(model, device):
-        from tokenbridge.evaluate import generation_metrics
+        from tokenbridge.evaluation import generation_metrics
         from tokenbridge.pipeline import Pipeline
 
         pipe = Pipeline(checkpoints.load_model(args.vae, kind="vae"), model, classes=cache.classes, device=device)
@@ -617,6 +617,15 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--value-loss", type=float, default=None,
                         help="generator: weight of the auxiliary regression of masked values from the backbone "
                              "(default: the preset's, 0 as official)")
+    architecture_options = {
+        "--head-init": (HEAD_INITS, "'ordinal' starts the channel head's readouts and embeddings ordered by level value"),
+        "--local-mixing": (LOCAL_MIXINGS, "'conv' adds a residual 3x3 depthwise convolution over the token grid "
+                                          "after every decoder block"),
+        "--class-input": (CLASS_INPUTS, "'buffer+decoder' also adds the class embedding to every decoder token"),
+    }
+    for flag, (choices, effect) in architecture_options.items():
+        parser.add_argument(flag, choices=choices, default=None,
+                            help=f"generator: {effect} (default: the preset's; '{choices[0]}' as official)")
     parser.add_argument("--head-lr-scale", type=positive, default=1.0,
                         help="generator: learning rate of the channel head's output layers (channel_heads) times this; "
                              "they must grow large to separate 64 close levels, which a common rate makes slow")
