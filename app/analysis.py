@@ -70,18 +70,18 @@ def picked_image(pipeline: Pipeline, source: str, shape: str, sample, upload) ->
 
 def latent_order(pipeline: Pipeline) -> tuple[int, ...]:
     """Generation order of the latent channels (identity when tokens are patches of several)."""
-    order = pipeline.channel_order
-    return order if len(order) == pipeline.num_channels else tuple(range(pipeline.num_channels))
+    channel_order = pipeline.channel_order
+    return channel_order if len(channel_order) == pipeline.num_channels else tuple(range(pipeline.num_channels))
 
 
 def channel_prefix_images(pipeline: Pipeline, latents_Chw: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """Row k-1 decodes the latents with their first k channels (generation order) kept and the
     others at the prior mean 0, k = 1..C: ``[C, 3, H, W]``."""
-    order = torch.tensor(latent_order(pipeline))
+    channel_order = torch.tensor(latent_order(pipeline))
     c = latents_Chw.shape[0]
     keep_KC = torch.zeros(c, c, dtype=torch.bool)
     for k in range(c):
-        keep_KC[k, order[: k + 1]] = True
+        keep_KC[k, channel_order[: k + 1]] = True
     stack = latents_Chw[None] * keep_KC[:, :, None, None]
     return torch.cat([pipeline.decode(part) for part in stack.split(chunk)])
 

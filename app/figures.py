@@ -97,15 +97,15 @@ def remaining_plot(planned: Sequence[int], recorded: Sequence[int], current: int
     return fig
 
 
-def channel_heatmaps(latents_Chw: np.ndarray, order: Sequence[int], columns: int = 4) -> go.Figure:
+def channel_heatmaps(latents_Chw: np.ndarray, channel_order: Sequence[int], columns: int = 4) -> go.Figure:
     """One heatmap per latent channel, in generation order, on one symmetric colour scale."""
-    c = len(order)
+    c = len(channel_order)
     rows = math.ceil(c / columns)
-    titles = [f"#{i + 1}: c{ch}" for i, ch in enumerate(order)]
+    titles = [f"#{i + 1}: c{ch}" for i, ch in enumerate(channel_order)]
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.03,
                         vertical_spacing=0.06)  # fmt: skip
     limit = float(np.abs(latents_Chw).max()) or 1.0
-    for i, ch in enumerate(order):
+    for i, ch in enumerate(channel_order):
         fig.add_trace(go.Heatmap(
             z=latents_Chw[ch], zmin=-limit, zmax=limit, colorscale="RdBu_r", showscale=i == 0,
             colorbar=dict(thickness=10, len=0.6), name=f"c{ch}",
@@ -117,12 +117,12 @@ def channel_heatmaps(latents_Chw: np.ndarray, order: Sequence[int], columns: int
     return fig
 
 
-def lowfreq_bars(order: Sequence[int], series: dict[str, np.ndarray], cutoff: float) -> go.Figure:
+def lowfreq_bars(channel_order: Sequence[int], series: dict[str, np.ndarray], cutoff: float) -> go.Figure:
     """Low-frequency energy ratio per channel, channels in generation order; one bar group per series."""
-    labels = [f"c{ch}" for ch in order]
+    labels = [f"c{ch}" for ch in channel_order]
     fig = go.Figure()
     for name, ratio in series.items():
-        fig.add_trace(go.Bar(x=labels, y=[float(ratio[ch]) for ch in order], name=name,
+        fig.add_trace(go.Bar(x=labels, y=[float(ratio[ch]) for ch in channel_order], name=name,
                              hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))  # fmt: skip
     fig.update_layout(title=f"low-frequency energy ratio (radius ≤ {cutoff:g}·Nyquist), model order →",
                       height=300, margin=_MARGIN, barmode="group", yaxis=dict(range=[0, 1]),
@@ -130,16 +130,16 @@ def lowfreq_bars(order: Sequence[int], series: dict[str, np.ndarray], cutoff: fl
     return fig
 
 
-def channel_distributions(probs_CV: np.ndarray, tokens_C: np.ndarray, order: Sequence[int], title: str,
+def channel_distributions(probs_CV: np.ndarray, tokens_C: np.ndarray, channel_order: Sequence[int], title: str,
                           columns: int = 4) -> go.Figure:  # fmt: skip
     """The channel head's B-way distribution of each channel (generation order); sampled bin in orange."""
     c, v = probs_CV.shape
     rows = math.ceil(c / columns)
-    titles = [f"#{i + 1}: c{ch} → {int(tokens_C[ch])}" for i, ch in enumerate(order)]
+    titles = [f"#{i + 1}: c{ch} → {int(tokens_C[ch])}" for i, ch in enumerate(channel_order)]
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.04,
                         vertical_spacing=0.09, shared_xaxes=True)  # fmt: skip
     bins = np.arange(v)
-    for i, ch in enumerate(order):
+    for i, ch in enumerate(channel_order):
         colours = np.where(bins == tokens_C[ch], "#f58518", "#4c78a8")
         fig.add_trace(go.Bar(x=bins, y=probs_CV[ch], marker_color=colours, name=f"c{ch}", showlegend=False,
                              hovertemplate=f"c{ch} bin %{{x}}: p = %{{y:.4f}}<extra></extra>"),

@@ -34,14 +34,14 @@ def describe_markdown(info: dict) -> dict[str, str]:
     sections["quantizer"] = f"### Quantizer — B = {quant.get('levels')} levels\n\n" + _table(quant)
     if "generator" in info:
         gen = info["generator"]
-        cfg = gen["config"]
+        config = gen["config"]
         lines = [
             f"### Generator — {_count(gen['parameters'])} parameters",
-            f"Backbone: encoder {cfg.get('encoder_embed_dim')}×{cfg.get('encoder_depth')}, decoder "
-            f"{cfg.get('decoder_embed_dim')}×{cfg.get('decoder_depth')}; channel head "
-            f"{cfg.get('channel_embed_dim')}×{cfg.get('channel_depth')} ({cfg.get('head')}).",
+            f"Backbone: encoder {config.get('encoder_embed_dim')}×{config.get('encoder_depth')}, decoder "
+            f"{config.get('decoder_embed_dim')}×{config.get('decoder_depth')}; channel head "
+            f"{config.get('channel_embed_dim')}×{config.get('channel_depth')} ({config.get('head')}).",
             "",
-            _table(cfg),
+            _table(config),
         ]
     else:
         lines = ["### Generator", "None loaded: this pipeline reconstructs only (start with `--generator PATH`)."]

@@ -137,12 +137,12 @@ class Run:
         labels = None if settings.label is None else [settings.label] * settings.batch_size
         self._steps = pipeline.steps(labels, seed=settings.seed, preview=True, batch_size=settings.batch_size,
                                      record_probs=True, **settings.sampler())  # fmt: skip
-        cfg = pipeline.generator.config
-        self.grid, self.seq_len = cfg.grid_size, cfg.seq_len
+        config = pipeline.generator.config
+        self.grid, self.seq_len = config.grid_size, config.seq_len
         self.planned = mask_schedule(self.seq_len, settings.num_steps)
         b = settings.batch_size
         self.records: list[StepRecord] = []
-        self.tokens = torch.full((b, self.seq_len, cfg.token_dim), -1, dtype=torch.long)  # [B, N, C]
+        self.tokens = torch.full((b, self.seq_len, config.token_dim), -1, dtype=torch.long)  # [B, N, C]
         self.commit_step = np.full((b, self.seq_len), -1, dtype=np.int16)  # [B, N]
         self.probs: torch.Tensor | None = None  # [B, N, C, V] float16
         self._lock = threading.Lock()

@@ -113,6 +113,9 @@ EXPERIMENTS = [
     (["learnability", "--run-dir", "{file}"], "--run-dir"),
     (["learnability", "--classifier", "{vae}"], "--classifier"),
     (["learnability", "--", "--lr", "0"], "--lr"),  # the recipe, answered by tokenbridge.train's parser
+    (["learnability", "--model", "{vae}"], "--model"),
+    (["learnability", "--model", "assets/generator_small.safetensors", "--", "--lr", "1"], "--model"),
+    (["learnability", "--model", "assets/generator_small.safetensors", "--task", "constant"], "--model"),
 ]
 
 

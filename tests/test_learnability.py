@@ -51,6 +51,14 @@ def test_smoke_run_reports_every_measure(tmp_path, random_latents):
     assert "copy test" in learnability.format_report(result) and "class use" in learnability.format_report(result)
 
 
+def test_measure_reports_a_trained_model_like_a_recipe_run(tiny_pipeline_files):
+    """``--model``: the same measures for an existing generator file, titled by its path."""
+    result = learnability.measure(tiny_pipeline_files["generator"], tiny_pipeline_files["vae"],
+                                  "assets/classifier.safetensors", heldout=6, samples=0)  # fmt: skip
+    assert list(result["ce_by_known"]) == list(learnability.KNOWN_COUNTS) and "class_use" in result
+    assert learnability.format_report(result).startswith(f"shapes task, model {tiny_pipeline_files['generator']}")
+
+
 def test_class_use_is_zero_when_every_class_embeds_alike_and_not_otherwise():
     """`class_use` compares CE under the true and the next label: a model whose class embeddings
     are all equal cannot tell them apart (exactly 0); distinct embeddings give a nonzero value."""

@@ -240,6 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     learn.add_argument("--samples", type=cli.number(int, 0), default=200,
                        help="samples per order for class accuracy (0: none)")
     learn.add_argument("--run-dir", help="keep the training run here (default: a temporary folder)")
+    learn.add_argument("--model", help="measure this trained generator (shapes latents) instead of training a recipe")
     learn.add_argument("--json", help="also write the result to this JSON file")
     learn.add_argument("recipe", nargs=argparse.REMAINDER,
                        help="after '--': arguments of 'python -m tokenbridge.train generator'")
@@ -276,6 +277,10 @@ def check_learnability(parser: argparse.ArgumentParser, args: argparse.Namespace
         cli.check(parser, "--json", cli.output_file, args.json)
     if args.run_dir:
         cli.check(parser, "--run-dir", cli.output_folder, args.run_dir)
+    if args.model:
+        cli.check(parser, "--model", cli.model_file, args.model, "generator")
+        if args.recipe or args.task != "shapes":
+            parser.error("--model measures a trained generator on shapes: give no recipe and no --task constant")
     reserved = sorted(set(args.recipe) & set(learnability.RESERVED_OPTIONS))
     if reserved:
         parser.error(f"the recipe may not set {', '.join(reserved)}: the harness sets it")
@@ -291,8 +296,11 @@ def main(argv: list[str] | None = None) -> None:
         run_ablations(args.only or list(VARIANTS), Path(args.runs), Path(args.assets), dry_run=args.dry_run)
         return
     if args.what == "learnability":
-        result = learnability.run(args.recipe, args.steps, args.latents, args.vae, args.classifier, args.heldout,
-                                  args.samples, args.run_dir, args.task)  # fmt: skip
+        if args.model:
+            result = learnability.measure(args.model, args.vae, args.classifier, args.heldout, args.samples)
+        else:
+            result = learnability.run(args.recipe, args.steps, args.latents, args.vae, args.classifier, args.heldout,
+                                      args.samples, args.run_dir, args.task)  # fmt: skip
         print(learnability.format_report(result))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)

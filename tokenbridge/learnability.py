@@ -176,11 +176,23 @@ def run(recipe: list[str], steps: int, latents: str, vae_path: str, classifier_p
     return {**head, **report(model, vae, classifier, heldout, samples)}
 
 
+def measure(model_path: str, vae_path: str, classifier_path: str, heldout: int = 500, samples: int = 200) -> dict:
+    """`report` for a generator already trained on shapes latents (e.g. the shipped one)."""
+    model = checkpoints.load_model(model_path, kind="generator").float().cpu()
+    vae = checkpoints.load_model(vae_path, kind="vae")
+    classifier = checkpoints.load_model(classifier_path, kind="classifier")
+    return {"task": "shapes", "model": model_path, **report(model, vae, classifier, heldout, samples)}
+
+
 def format_report(result: dict) -> str:
-    """A few lines for the terminal: CE by known tokens, the copy test, the class accuracy."""
+    """A few lines for the terminal: CE by known tokens, the copy test, the class use and accuracy."""
     known = result["ce_by_known"]
-    lines = [f"{result['task']} task, recipe: {' '.join(result['recipe']) or '(defaults)'}; {result['steps']} steps, "
-             f"{result['wall_time_s']:.0f} s",
+    if "model" in result:
+        title = f"shapes task, model {result['model']}"
+    else:
+        title = (f"{result['task']} task, recipe: {' '.join(result['recipe']) or '(defaults)'}; {result['steps']} "
+                 f"steps, {result['wall_time_s']:.0f} s")
+    lines = [title,
              "known tokens      " + " ".join(f"{k:>6}" for k in known),
              "held-out CE       " + " ".join(f"{v['ce']:>6.3f}" for v in known.values()),
              "  first channel   " + " ".join(f"{v['ce_first']:>6.3f}" for v in known.values()),
