@@ -40,19 +40,22 @@ CLASS_INPUTS = ("buffer", "buffer+decoder")
 class GeneratorConfig:
     """Every size of the generator, stored inside each checkpoint (``to_dict`` / ``from_dict``).
 
-    Field names and defaults are the official ``TokenBridge.__init__`` keywords, except:
-    ``norm_eps`` replaces ``norm_layer`` (default ``nn.LayerNorm``: 1e-5; the official presets
-    pass 1e-6); ``channel_order`` (the order in which the ``C`` channels are generated; None means
-    identity; official checkpoints use ``OFFICIAL_KL16_ORDER``, typed into their code) and
-    ``head`` (``"parallel"``: the paper's parallel-prediction ablation) and ``position_bias``
-    (``"relative"``: a learned 2-D relative position bias in every backbone attention layer, see
-    `RelativePositionBias`; ``"none"``, the official model, has only absolute tables) and
-    ``value_loss`` (weight of an auxiliary training loss, see `TokenBridge.forward`; 0 = official)
-    and ``head_init`` (``"ordinal"``: see `TokenBridge.initialize_ordinal_head`) and
-    ``local_mixing`` (``"conv"``: a `LocalMixing` layer after every decoder block) and
-    ``class_input`` (``"buffer+decoder"``: the class embedding is also added to every decoder
-    token, through ``decoder_class_proj``) are ours. The official
-    ``use_quantized_value`` flag is not kept: the official code ignores it.
+    Field names and defaults are the official ``TokenBridge.__init__`` keywords, except
+    ``norm_eps``, which replaces ``norm_layer`` (default ``nn.LayerNorm``: 1e-5; the official
+    presets pass 1e-6), and these fields of ours (the official presets keep official behaviour):
+
+    - ``channel_order``: the order in which the ``C`` channels are generated; None means identity;
+      official checkpoints use ``OFFICIAL_KL16_ORDER``, typed into their code.
+    - ``head``: ``"parallel"`` is the paper's parallel-prediction ablation.
+    - ``position_bias``: ``"relative"`` adds a learned 2-D relative position bias to every backbone
+      attention layer (`RelativePositionBias`).
+    - ``value_loss``: weight of an auxiliary training loss (`TokenBridge.forward`).
+    - ``head_init``: ``"ordinal"``, see `TokenBridge.initialize_ordinal_head`.
+    - ``local_mixing``: ``"conv"`` adds a `LocalMixing` layer after every decoder block.
+    - ``class_input``: ``"buffer+decoder"`` also adds the class embedding to every decoder token
+      (through ``decoder_class_proj``).
+
+    The official ``use_quantized_value`` flag is not kept: the official code ignores it.
     """
 
     img_size: int = 256
