@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tokenbridge import experiments, learnability
+from tokenbridge.checkpoints import CheckpointError, read_torch_checkpoint
 from tokenbridge.data import ShapesDataset, cache_latents
 
 
@@ -49,6 +50,14 @@ def test_smoke_run_reports_every_measure(tmp_path, random_latents):
     assert 0.0 < result["copy_test"]["median_p_first"] < 0.2
     assert "class_accuracy" not in result and result["steps"] == 3
     assert "copy test" in learnability.format_report(result) and "class use" in learnability.format_report(result)
+    state_path = tmp_path / "run" / "state.pt"  # a run's state measures as its EMA weights
+    model, label = learnability.trained_generator(str(state_path))
+    assert label == f"{state_path} (EMA at step 3)"
+    ema = read_torch_checkpoint(state_path)["ema"]
+    assert all(torch.equal(t, ema[k]) for k, t in model.state_dict().items())
+    torch.save({"kind": "vae", "step": 1}, tmp_path / "vae_state.pt")
+    with pytest.raises(CheckpointError, match="neither a generator file nor"):
+        learnability.trained_generator(str(tmp_path / "vae_state.pt"))
 
 
 def test_measure_reports_a_trained_model_like_a_recipe_run(tiny_pipeline_files):

@@ -240,7 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     learn.add_argument("--samples", type=cli.number(int, 0), default=200,
                        help="samples per order for class accuracy (0: none)")
     learn.add_argument("--run-dir", help="keep the training run here (default: a temporary folder)")
-    learn.add_argument("--model", help="measure this trained generator (shapes latents) instead of training a recipe")
+    learn.add_argument("--model", help="measure this trained generator (shapes latents) instead of training a recipe: "
+                                        "a model file, or a generator run's state.pt (its EMA, mid-run too)")
     learn.add_argument("--json", help="also write the result to this JSON file")
     learn.add_argument("recipe", nargs=argparse.REMAINDER,
                        help="after '--': arguments of 'python -m tokenbridge.train generator'")
@@ -278,7 +279,7 @@ def check_learnability(parser: argparse.ArgumentParser, args: argparse.Namespace
     if args.run_dir:
         cli.check(parser, "--run-dir", cli.output_folder, args.run_dir)
     if args.model:
-        cli.check(parser, "--model", cli.model_file, args.model, "generator")
+        cli.check(parser, "--model", learnability.trained_generator, args.model)
         if args.recipe or args.task != "shapes":
             parser.error("--model measures a trained generator on shapes: give no recipe and no --task constant")
     reserved = sorted(set(args.recipe) & set(learnability.RESERVED_OPTIONS))

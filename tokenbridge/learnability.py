@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, ShapesDataset
-from tokenbridge.generator import TokenBridge, patchify
+from tokenbridge.generator import GeneratorConfig, TokenBridge, patchify
 
 KNOWN_COUNTS = (0, 4, 8, 16, 32, 48)
 """Numbers of known tokens at which held-out CE is measured (training sees 0 to 30% known)."""
@@ -176,12 +176,25 @@ def run(recipe: list[str], steps: int, latents: str, vae_path: str, classifier_p
     return {**head, **report(model, vae, classifier, heldout, samples)}
 
 
+def trained_generator(path: str) -> tuple[TokenBridge, str]:
+    """A generator file, or a generator run's ``state.pt`` (its EMA weights: a run in progress
+    can be measured without stopping it); and a label naming it (with the run's step)."""
+    if checkpoints.file_format(path) != "torch":
+        return checkpoints.load_model(path, kind="generator"), path
+    state = checkpoints.read_torch_checkpoint(path)
+    if state.get("kind") != "generator" or "ema" not in state:
+        raise checkpoints.CheckpointError(f"{path}: neither a generator file nor a generator run's state.pt")
+    model = TokenBridge(GeneratorConfig.from_dict(state["model_config"]))
+    checkpoints.load_state_strict(model, state["ema"], path)
+    return model, f"{path} (EMA at step {int(state['step'])})"
+
+
 def measure(model_path: str, vae_path: str, classifier_path: str, heldout: int = 500, samples: int = 200) -> dict:
-    """`report` for a generator already trained on shapes latents (e.g. the shipped one)."""
-    model = checkpoints.load_model(model_path, kind="generator").float().cpu()
+    """`report` for a generator trained on shapes latents: a file (e.g. the shipped one) or a run's state."""
+    model, label = trained_generator(model_path)
     vae = checkpoints.load_model(vae_path, kind="vae")
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
-    return {"task": "shapes", "model": model_path, **report(model, vae, classifier, heldout, samples)}
+    return {"task": "shapes", "model": label, **report(model.float().cpu(), vae, classifier, heldout, samples)}
 
 
 def format_report(result: dict) -> str:
