@@ -229,7 +229,7 @@ def test_wide_levels_use_int32():
 def test_cuda_matches_cpu():
     x = torch.randn(100_000, generator=torch.Generator().manual_seed(3)) * 2
     q = GaussianQuantizer.official()
-    assert torch.equal(q.quantize(x.cuda()).cpu(), q.quantize(x))
+    assert torch.equal(q.quantize(x.to(torch.device("cuda"))).cpu(), q.quantize(x))
 
 
 # ---------------------------------------------------------------------------- stats, persistence

@@ -279,7 +279,7 @@ def check_learnability(parser: argparse.ArgumentParser, args: argparse.Namespace
     if args.run_dir:
         cli.check(parser, "--run-dir", cli.output_folder, args.run_dir)
     if args.model:
-        cli.check(parser, "--model", learnability.trained_generator, args.model)
+        args.trained = cli.check(parser, "--model", learnability.trained_generator, args.model)
         if args.recipe or args.task != "shapes":
             parser.error("--model measures a trained generator on shapes: give no recipe and no --task constant")
     reserved = sorted(set(args.recipe) & set(learnability.RESERVED_OPTIONS))
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.what == "learnability":
         if args.model:
-            result = learnability.measure(args.model, args.vae, args.classifier, args.heldout, args.samples)
+            result = learnability.measure(args.trained, args.vae, args.classifier, args.heldout, args.samples)
         else:
             result = learnability.run(args.recipe, args.steps, args.latents, args.vae, args.classifier, args.heldout,
                                       args.samples, args.run_dir, args.task)  # fmt: skip

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from tokenbridge import checkpoints
 from tokenbridge.data import HELDOUT_SEED, ShapesDataset
-from tokenbridge.generator import GeneratorConfig, TokenBridge, patchify
+from tokenbridge.generator import TokenBridge, build_generator, patchify
 
 KNOWN_COUNTS = (0, 4, 8, 16, 32, 48)
 """Numbers of known tokens at which held-out CE is measured (training sees 0 to 30% known)."""
@@ -184,14 +184,16 @@ def trained_generator(path: str) -> tuple[TokenBridge, str]:
     state = checkpoints.read_torch_checkpoint(path)
     if state.get("kind") != "generator" or "ema" not in state:
         raise checkpoints.CheckpointError(f"{path}: neither a generator file nor a generator run's state.pt")
-    model = TokenBridge(GeneratorConfig.from_dict(state["model_config"]))
+    model = build_generator(state["model_config"])
     checkpoints.load_state_strict(model, state["ema"], path)
     return model, f"{path} (EMA at step {int(state['step'])})"
 
 
-def measure(model_path: str, vae_path: str, classifier_path: str, heldout: int = 500, samples: int = 200) -> dict:
-    """`report` for a generator trained on shapes latents: a file (e.g. the shipped one) or a run's state."""
-    model, label = trained_generator(model_path)
+def measure(trained: str | tuple[TokenBridge, str], vae_path: str, classifier_path: str, heldout: int = 500,
+            samples: int = 200) -> dict:  # fmt: skip
+    """`report` for a generator trained on shapes latents: a path for `trained_generator` (a file,
+    e.g. the shipped one, or a run's state), or what it returned (the CLI loads it once, to check it)."""
+    model, label = trained if isinstance(trained, tuple) else trained_generator(trained)
     vae = checkpoints.load_model(vae_path, kind="vae")
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
     return {"task": "shapes", "model": label, **report(model.float().cpu(), vae, classifier, heldout, samples)}
