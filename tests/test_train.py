@@ -372,3 +372,47 @@ def test_check_replicas_agree_detects_divergence(monkeypatch):
     second_rank_holds(other)
     with pytest.raises(RuntimeError, match="different weights"):
         train_module.check_replicas_agree(mine)
+
+
+# ------------------------------------------------------------------ tokenizer layout and snapshots
+def test_vae_stride_and_latent_channels_shape_the_latent_grid(tmp_path):
+    """``--stride 4 --latent-channels 4`` on 32×32 images: latents [4, 8, 8]; a stride that is not a
+    power of two is a one-line error."""
+    from tokenbridge.vae import levels_for_stride
+
+    model = vae_task(vae_args(tmp_path, "--stride", "4", "--latent-channels", "4")).build_model()
+    assert model.encode_latents(torch.zeros(1, 3, 32, 32)).shape == (1, 4, 8, 8)
+    assert levels_for_stride((1, 2, 2, 4), 4) == (1, 2, 4) and levels_for_stride((1, 2, 2, 4), 8) == (1, 2, 2, 4)
+    with pytest.raises(SystemExit):
+        vae_args(tmp_path / "x", "--stride", "3")
+
+
+def test_generator_layout_follows_the_latents(tmp_path):
+    """A cache of [4, 16, 16] latents of 64×64 images trains a 256-token, 4-channel generator
+    from a preset made for 8×8×16."""
+    from tokenbridge.data import cache_latents
+    from tokenbridge.train import generator_task
+
+    images = torch.utils.data.TensorDataset(torch.zeros(4, 3, 64, 64), torch.arange(4) % 2)
+    images.classes = ["a", "b"]
+    latents = cache_latents(lambda x: torch.randn(len(x), 4, 16, 16), images, tmp_path / "l.safetensors")
+    config = generator_task(generator_args(tmp_path / "run", latents)).build_model().config
+    assert (config.seq_len, config.token_dim, config.vae_stride, config.img_size) == (256, 4, 4, 64)
+
+
+def test_snapshots_hold_the_ema_and_the_progress(tmp_path, tiny_latents):
+    """``--snapshot-every 2`` over 4 steps writes the EMA after steps 2 and 4, each loadable, with
+    step, samples seen and seconds; the last equals the returned EMA."""
+    from tokenbridge.checkpoints import read_header
+    from tokenbridge.train import generator_task
+
+    args = generator_args(tmp_path / "run", tiny_latents, "--steps", "4", "--snapshot-every", "2")
+    ema, _ = train(generator_task(args), settings_of(args), tmp_path / "run", progress=False)
+    paths = sorted((tmp_path / "run" / "snapshots").iterdir())
+    assert [p.name for p in paths] == ["step_000002.safetensors", "step_000004.safetensors"]
+    progress = read_header(paths[0])["extra"]["snapshot"]
+    assert progress["step"] == 2 and progress["samples_seen"] == 8 and progress["train_seconds"] >= 0
+    for name, value in load_model(paths[1], kind="generator").state_dict().items():
+        assert torch.equal(value, ema.state_dict()[name]), name
+    first = load_model(paths[0], kind="generator").state_dict()
+    assert any(not torch.equal(first[k], v) for k, v in ema.state_dict().items())

@@ -36,10 +36,11 @@ from torch import nn
 
 from tokenbridge import checkpoints, cli
 from tokenbridge.data import HELDOUT_SEED, LATENT_CACHE_FORMAT, TRAIN_SEED, ImageFolderDataset, ShapesDataset
-from tokenbridge.generator import CLASS_INPUTS, HEAD_INITS, LOCAL_MIXINGS, POSITION_BIASES
+from tokenbridge.generator import ABSOLUTE_POSITIONS, CLASS_INPUTS, HEAD_INITS, LOCAL_MIXINGS, POSITION_BIASES
 from tokenbridge.pipeline import pick_device
 
-RECIPE_FIELDS = ("position_bias", "mask_ratio_min", "value_loss", "head_init", "local_mixing", "class_input")
+RECIPE_FIELDS = ("position_bias", "mask_ratio_min", "value_loss", "head_init", "local_mixing", "class_input",
+                 "absolute_position")
 """Generator config fields a training option of the same name overrides (see `GeneratorConfig`)."""
 
 # ------------------------------------------------------------------------------------------------
@@ -65,6 +66,9 @@ class LoopSettings:
     seed: int = 0
     checkpoint_every: float = 300.0
     log_every: int = 10
+    snapshot_every: int = 0
+    """Every this many steps (0: never), the EMA weights go to ``snapshots/step_NNNNNN.safetensors``
+    in the run folder, for a learning curve (`tokenbridge.learning_curve`)."""
     device: str = "auto"
     precision: str = "fp32"
 
@@ -281,6 +285,20 @@ def optimize(loss: torch.Tensor, model: nn.Module, ema: nn.Module, optimizer, se
     update_ema(ema, model, min(settings.ema_decay, (1 + step) / (10 + step)))
 
 
+def training_command() -> str:
+    """The command line of this run as it would start afresh (``--resume`` dropped)."""
+    return "python -m tokenbridge.train " + " ".join(a for a in sys.argv[1:] if a != "--resume")
+
+
+def save_snapshot(task: Task, ema: nn.Module, out_dir: Path, step: int, batch_size: int, seconds: float) -> Path:
+    """The EMA weights after ``step`` steps as a model file (fp32) whose ``extra`` also records the
+    step, the training samples seen, the training seconds so far and the training command."""
+    progress = {"step": step, "samples_seen": step * batch_size, "train_seconds": round(seconds, 1),
+                "command": training_command()}
+    return checkpoints.save_model(ema, out_dir / "snapshots" / f"step_{step:06d}.safetensors", task.kind,
+                                  task.model_config(ema), extra={**task.extra, "snapshot": progress})
+
+
 def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False,
           progress: bool = True) -> tuple[nn.Module, dict]:  # fmt: skip
     """Run (or continue) training; returns ``(ema_model, state_info)``.
@@ -344,6 +362,8 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
             if rank == 0:
                 log.write({"step": step, "loss": f"{value:.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
                            "lr": f"{lr_at(step, settings):.6g}", "seconds": f"{wall + time.time() - t0:.2f}"})
+        if settings.snapshot_every and rank == 0 and (step + 1) % settings.snapshot_every == 0:
+            save_snapshot(task, ema, out_dir, step + 1, settings.batch_size, wall + time.time() - t0)
         if time.time() - last_save > settings.checkpoint_every:
             save(step + 1)
             last_save = time.time()
@@ -371,7 +391,7 @@ def export(task: Task, ema: nn.Module, info: dict, settings: LoopSettings, expor
     checkpoints.save_model(model, weights, task.kind, task.model_config(model), extra=task.extra, dtype=dtype)
     shipped = checkpoints.load_model(weights, kind=task.kind).to(device)
     sidecar = {
-        "command": "python -m tokenbridge.train " + " ".join(a for a in sys.argv[1:] if a != "--resume"),
+        "command": training_command(),
         "kind": task.kind,
         "data": task.data_description,
         "seed": settings.seed,
@@ -413,13 +433,28 @@ def _image_batches(dataset, count: int, batch_size: int = 64):
         yield torch.stack([it[0] for it in items]), torch.stack([it[1] for it in items])
 
 
+def vae_overrides(args) -> dict:
+    """Preset overrides from ``--image-size``, ``--latent-channels`` and ``--stride`` (the latent
+    grid is image size / stride a side)."""
+    from tokenbridge import vae as vae_module
+
+    overrides = {"resolution": args.image_size}
+    if args.latent_channels is not None:
+        overrides.update(z_channels=args.latent_channels, embed_dim=args.latent_channels)
+    if args.stride is not None:
+        with torch.device("meta"):
+            ch_mult = vae_module.PRESETS[args.preset]().config.ch_mult
+        overrides["ch_mult"] = vae_module.levels_for_stride(ch_mult, args.stride)
+    return overrides
+
+
 def vae_task(args) -> Task:
     from tokenbridge import vae as vae_module
     from tokenbridge.metrics import psnr
     from tokenbridge.quantizer import GaussianQuantizer
 
     dataset = training_images(args.data, args.image_size)
-    overrides = {"resolution": args.image_size}
+    overrides = vae_overrides(args)
 
     def loss(net, batch, rng):
         images = batch[0]
@@ -519,6 +554,18 @@ def latent_cache(args) -> "LatentDataset":
     return LatentDataset(path)
 
 
+def latent_layout(meta: dict, image_size: int) -> dict:
+    """The generator's data layout (``img_size``, ``vae_stride``, ``vae_embed_dim``) from a latent
+    cache's metadata: the preset sets the network's sizes, the latents set what it models. The image
+    size is the cached dataset's (``image_size`` when it does not say)."""
+    channels, height, width = meta["latent_shape"]
+    size = int(meta.get("dataset", {}).get("size", image_size))
+    if height != width or size % height:
+        raise ValueError(f"latents {meta['latent_shape']} of {size}x{size} images: the generator needs a square "
+                         f"latent grid that divides the image size")
+    return {"img_size": size, "vae_stride": size // height, "vae_embed_dim": channels}
+
+
 def generator_task(args) -> Task:
     from tokenbridge.generator import GENERATORS, patchify
     from tokenbridge.spectral import frequency_order
@@ -528,7 +575,8 @@ def generator_task(args) -> Task:
     with torch.device("meta"):
         config = GENERATORS[args.preset]().config
     order = frequency_order(latents[:4096]) if args.channel_order == "frequency" else torch.arange(latents.shape[1])
-    overrides = {"channel_order": tuple(order.tolist()), "class_num": max(cache.num_classes, 1)}
+    overrides = {**latent_layout(cache.metadata, args.image_size), "channel_order": tuple(order.tolist()),
+                 "class_num": max(cache.num_classes, 1)}
     if args.dropout is not None:
         overrides.update(attn_dropout=args.dropout, proj_dropout=args.dropout)
     for name in RECIPE_FIELDS:  # recipe options left unset keep the preset's value
@@ -622,6 +670,9 @@ def build_parser() -> cli.ArgumentParser:
         "--local-mixing": (LOCAL_MIXINGS, "'conv' adds a residual 3x3 depthwise convolution over the token grid "
                                           "after every decoder block"),
         "--class-input": (CLASS_INPUTS, "'buffer+decoder' also adds the class embedding to every decoder token"),
+        "--absolute-position": (ABSOLUTE_POSITIONS, "'none' drops the learned absolute position tables (with "
+                                                    "--position-bias relative and --local-mixing conv: a "
+                                                    "translation-equivariant backbone)"),
     }
     for flag, (choices, effect) in architecture_options.items():
         parser.add_argument(flag, choices=choices, default=None,
@@ -634,10 +685,15 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--kl-weight", type=cli.number(float, 0), default=5e-4,
                         help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
     parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
+    parser.add_argument("--latent-channels", type=count, default=None,
+                        help="vae: latent channels (default: the preset's; small: 16)")
+    parser.add_argument("--stride", type=cli.number(int, 2), default=None,
+                        help="vae: downsampling factor, a power of two (default: the preset's; small: 8)")
     loop_types = {"steps": count, "batch_size": count, "lr": positive, "weight_decay": cli.number(float, 0),
                   "warmup_steps": cli.number(int, 0), "ema_decay": cli.number(float, 0, 1, high_open=True),
                   "grad_clip": cli.number(float, 0), "seed": cli.number(int, 0),
-                  "checkpoint_every": cli.number(float, 0), "log_every": count, "device": cli.device}  # fmt: skip
+                  "checkpoint_every": cli.number(float, 0), "log_every": count, "snapshot_every": cli.number(int, 0),
+                  "device": cli.device}  # fmt: skip
     for name, value in vars(LoopSettings()).items():
         choices = ("fp32", "bf16") if name == "precision" else None
         parser.add_argument("--" + name.replace("_", "-"), type=loop_types.get(name, type(value)), default=value,
@@ -659,7 +715,8 @@ def check_model_settings(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error(f"argument --preset: unknown {args.task} preset {args.preset!r}; valid: {valid}")
     if args.task == "vae":
         with torch.device("meta"):
-            cli.check(parser, "--image-size", lambda: vae_module.PRESETS[args.preset](resolution=args.image_size))
+            flag = "--stride" if args.stride is not None else "--image-size"
+            cli.check(parser, flag, lambda: vae_module.PRESETS[args.preset](**vae_overrides(args)))
 
 
 def _cache_metadata(path: Path) -> dict:
@@ -698,11 +755,10 @@ def check_generator_inputs(parser: argparse.ArgumentParser, args: argparse.Names
             parser.error(f"argument --latents: {str(path)!r} was made by another VAE ({shape[0]} channels, scale "
                          f"factor {made_by}) than --vae {args.vae!r} ({vae.embed_dim} channels, scale factor "
                          f"{vae.scale_factor}): pass the VAE it was made with, or another --latents")  # fmt: skip
+    size = vae.resolution if vae is not None else args.image_size
+    layout = cli.check(parser, "--latents", latent_layout, meta or {"latent_shape": shape}, size)
     with torch.device("meta"):
-        config = GENERATORS[args.preset]().config
-    if list(shape) != [config.vae_embed_dim] + [config.img_size // config.vae_stride] * 2:
-        parser.error(f"argument --preset: latents {shape} do not fit preset {args.preset} "
-                     f"({config.vae_embed_dim} channels, {config.img_size // config.vae_stride} tokens a side)")  # fmt: skip
+        cli.check(parser, "--preset", GENERATORS[args.preset], **layout)
     if args.export:
         cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
 

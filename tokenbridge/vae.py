@@ -358,6 +358,16 @@ def tiny(**overrides) -> AutoencoderKL:
 PRESETS = {"kl16": kl16, "small": small, "tiny": tiny}
 
 
+def levels_for_stride(ch_mult: tuple[int, ...], stride: int) -> tuple[int, ...]:
+    """Width multipliers for downsampling factor ``stride`` (a power of two ≥ 2) from a preset's
+    ``ch_mult``: its first ``log2(stride)`` levels, then its deepest width (so the bottleneck keeps
+    its width). E.g. ``(1, 2, 2, 4)`` → stride 4: ``(1, 2, 4)``; stride 8: unchanged."""
+    levels = int(math.log2(stride)) if stride >= 2 else 0
+    if stride < 2 or 2**levels != stride:
+        raise ValueError(f"stride must be a power of two >= 2, got {stride}")
+    return (*ch_mult[:levels], ch_mult[-1])
+
+
 def build_vae(config: VAEConfig | dict) -> AutoencoderKL:
     """A VAE from a stored config (dict from JSON or a `VAEConfig`)."""
     return AutoencoderKL(config if isinstance(config, VAEConfig) else VAEConfig(**config))
