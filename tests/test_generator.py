@@ -482,3 +482,30 @@ def test_class_input_adds_the_projected_class_embedding_to_every_decoder_token()
     assert not torch.allclose(direct.forward_backbone(x, labels, mask), plain.forward_backbone(x, labels, mask))
     with pytest.raises(ValueError, match="class_input"):
         small_tiny(class_input="adaln")
+
+
+def test_without_absolute_positions_nothing_knows_a_token_s_place():
+    """``absolute_position="none"`` drops the learned tables (their keys too). Without relative
+    bias or convolution as well, the backbone then cannot tell places apart: permuting the tokens
+    and the mask permutes its features exactly. With the tables (perturbed so they matter), not."""
+    from tokenbridge.generator import tokenbridge_tiny
+
+    torch.manual_seed(0)
+    model = tokenbridge_tiny(absolute_position="none").eval()
+    assert not any("pos_embed" in k for k in model.state_dict())
+    n, c = model.config.seq_len, model.config.token_dim
+    x, labels = torch.randn(2, n, c), torch.tensor([3, 10])  # 10: the unconditional branch
+    mask = torch.rand(2, n).argsort(dim=1) < n // 2
+    perm = torch.randperm(n)
+
+    def permutes(model) -> bool:
+        with torch.no_grad():
+            z = model.forward_backbone(x, labels, mask)
+            z_perm = model.forward_backbone(x[:, perm], labels, mask[:, perm])
+        return torch.allclose(z[:, perm], z_perm, atol=1e-5)
+
+    assert permutes(model)
+    absolute = tokenbridge_tiny().eval()
+    with torch.no_grad():
+        absolute.encoder_pos_embed_learned.normal_()
+    assert not permutes(absolute)

@@ -30,6 +30,7 @@ POSITION_BIASES = ("none", "relative")
 HEAD_INITS = ("official", "ordinal")
 LOCAL_MIXINGS = ("none", "conv")
 CLASS_INPUTS = ("buffer", "buffer+decoder")
+ABSOLUTE_POSITIONS = ("learned", "none")
 
 # ------------------------------------------------------------------------------------------------
 # Configuration
@@ -54,6 +55,10 @@ class GeneratorConfig:
     - ``local_mixing``: ``"conv"`` adds a `LocalMixing` layer after every decoder block.
     - ``class_input``: ``"buffer+decoder"`` also adds the class embedding to every decoder token
       (through ``decoder_class_proj``).
+    - ``absolute_position``: ``"none"`` drops the three learned position tables (their keys too),
+      so that with ``position_bias="relative"`` and ``local_mixing="conv"`` the backbone sees only
+      relative positions: translation-equivariant but for the grid's border (the convolution's
+      zero padding), so a shape learnt at one place is known at every place.
 
     The official ``use_quantized_value`` flag is not kept: the official code ignores it.
     """
@@ -91,6 +96,7 @@ class GeneratorConfig:
     head_init: str = "official"
     local_mixing: str = "none"
     class_input: str = "buffer"
+    absolute_position: str = "learned"
 
     def __post_init__(self):
         if self.channel_order is not None:  # JSON turns tuples into lists
@@ -137,6 +143,9 @@ class GeneratorConfig:
             raise ValueError(f"unknown local_mixing {self.local_mixing!r}; valid: {', '.join(LOCAL_MIXINGS)}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"unknown head_init {self.head_init!r}; valid: {', '.join(HEAD_INITS)}")
+        if self.absolute_position not in ABSOLUTE_POSITIONS:
+            raise ValueError(f"unknown absolute_position {self.absolute_position!r}; "
+                             f"valid: {', '.join(ABSOLUTE_POSITIONS)}")
         if self.position_bias not in POSITION_BIASES:
             raise ValueError(f"unknown position_bias {self.position_bias!r}; valid: {', '.join(POSITION_BIASES)}")
         if self.channel_order is not None and sorted(self.channel_order) != list(range(self.token_dim)):
@@ -416,14 +425,16 @@ class TokenBridge(nn.Module):
         self.fake_latent = nn.Parameter(torch.zeros(1, enc))
         self.z_proj = nn.Linear(c, enc)
         self.z_proj_ln = nn.LayerNorm(enc, eps=1e-6)  # 1e-6 in the official code whatever norm_layer is
-        self.encoder_pos_embed_learned = nn.Parameter(torch.zeros(1, n + cfg.buffer_size, enc))
+        if cfg.absolute_position == "learned":
+            self.encoder_pos_embed_learned = nn.Parameter(torch.zeros(1, n + cfg.buffer_size, enc))
+            self.decoder_pos_embed_learned = nn.Parameter(torch.zeros(1, n + cfg.buffer_size, dec))
+            self.output_pos_embed = nn.Parameter(torch.zeros(1, n, dec))
         self.encoder_blocks = nn.ModuleList(
             Block(enc, cfg.encoder_num_heads, cfg.mlp_ratio, eps, *drops) for _ in range(cfg.encoder_depth)
         )
         self.encoder_norm = nn.LayerNorm(enc, eps=eps)
         self.decoder_embed = nn.Linear(enc, dec)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dec))
-        self.decoder_pos_embed_learned = nn.Parameter(torch.zeros(1, n + cfg.buffer_size, dec))
         self.decoder_blocks = nn.ModuleList(
             Block(dec, cfg.decoder_num_heads, cfg.mlp_ratio, eps, *drops) for _ in range(cfg.decoder_depth)
         )
@@ -434,7 +445,6 @@ class TokenBridge(nn.Module):
             self.decoder_mixing = nn.ModuleList(
                 LocalMixing(dec, cfg.grid_size, cfg.buffer_size, eps) for _ in range(cfg.decoder_depth)
             )
-        self.output_pos_embed = nn.Parameter(torch.zeros(1, n, dec))
         if cfg.position_bias == "relative":
             self.encoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.encoder_num_heads,
                                                               cfg.encoder_depth)
@@ -470,8 +480,7 @@ class TokenBridge(nn.Module):
         ``token_embeddings`` keep PyTorch's N(0, 1) default, as in the official code.
         """
         for p in (self.class_emb.weight, self.fake_latent, self.mask_token, self.channel_embed,
-                  self.timesteps_embeddings, self.encoder_pos_embed_learned,
-                  self.decoder_pos_embed_learned, self.output_pos_embed):
+                  self.timesteps_embeddings, *self._position_tables()):
             nn.init.normal_(p, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -508,6 +517,16 @@ class TokenBridge(nn.Module):
         for embedding in self.token_embeddings:
             scale_D = torch.randn_like(embedding.weight[0])
             embedding.weight.copy_(values_V[:, None] * scale_D + 0.1 * torch.randn_like(embedding.weight))
+
+    def _position_tables(self) -> tuple[nn.Parameter, ...]:
+        """The learned absolute position tables: encoder, decoder, output (none without them)."""
+        if self.config.absolute_position == "none":
+            return ()
+        return self.encoder_pos_embed_learned, self.decoder_pos_embed_learned, self.output_pos_embed
+
+    def _add_position(self, x_BLD: torch.Tensor, table: str) -> torch.Tensor:
+        """``x`` plus the absolute position table ``table`` (an attribute name), if the model has it."""
+        return x_BLD + getattr(self, table) if self.config.absolute_position == "learned" else x_BLD
 
     # -------------------------------------------------------------------------------- tokens
     def dequantize(self, indices_BNC: torch.Tensor) -> torch.Tensor:
@@ -547,7 +566,7 @@ class TokenBridge(nn.Module):
         tokens_BND = self.z_proj(x_BNC.to(self.fake_latent.dtype))
         b, _, d = tokens_BND.shape
         buffer_BKD = class_BD[:, None].expand(b, self.config.buffer_size, d)
-        h_BLD = self.z_proj_ln(torch.cat([buffer_BKD, tokens_BND], dim=1) + self.encoder_pos_embed_learned)
+        h_BLD = self.z_proj_ln(self._add_position(torch.cat([buffer_BKD, tokens_BND], dim=1), "encoder_pos_embed_learned"))
         h_BTD = h_BLD[keep_BL].reshape(b, -1, d)  # drop unknown positions (same count per row)
         biases = self.encoder_position_bias(keep_BL) if self.config.position_bias == "relative" else None
         return self.encoder_norm(self._run_blocks(self.encoder_blocks, h_BTD, biases))
@@ -562,8 +581,9 @@ class TokenBridge(nn.Module):
             full_BLD = full_BLD + self.decoder_class_proj(class_BD)[:, None]
         biases = self.decoder_position_bias() if self.config.position_bias == "relative" else None
         mixing = self.decoder_mixing if self.config.local_mixing == "conv" else None
-        h_BLD = self._run_blocks(self.decoder_blocks, full_BLD + self.decoder_pos_embed_learned, biases, mixing)
-        return self.decoder_norm(h_BLD)[:, self.config.buffer_size:] + self.output_pos_embed
+        full_BLD = self._add_position(full_BLD, "decoder_pos_embed_learned")
+        h_BLD = self._run_blocks(self.decoder_blocks, full_BLD, biases, mixing)
+        return self._add_position(self.decoder_norm(h_BLD)[:, self.config.buffer_size:], "output_pos_embed")
 
     def _run_blocks(self, blocks: nn.ModuleList, h: torch.Tensor, biases: list[torch.Tensor] | None,
                     mixing: nn.ModuleList | None = None) -> torch.Tensor:
