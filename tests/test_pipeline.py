@@ -92,9 +92,10 @@ def test_sample_cli_writes_a_grid(tmp_path, tiny_pipeline_files, capsys):
     out = tmp_path / "grid.png"
     cli_main(["sample", "--class-name", "star", "--n", "3", "--columns", "2", "--steps", "2", "--device", "cpu",
               *models, "--out", str(out)])  # fmt: skip
-    assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2)
+    width, height = Image.open(out).size
+    assert height == 2 * 66 + 2 and width > 2 * 66 + 2 + 20  # two rows of tiles, their class names on the left
     cli_main(["sample", "--per-class", "2", "--steps", "2", "--device", "cpu", *models, "--out", str(out)])
-    assert Image.open(out).size == (2 * 66 + 2, len(CLASS_NAMES) * 66 + 2)  # one row per class
+    assert Image.open(out).size[1] == len(CLASS_NAMES) * 66 + 2  # one row per class
     with pytest.raises(SystemExit) as exit_info:  # bad inputs: see tests/test_editing.py
         cli_main(["sample", "--class-name", "blob", *models])
     assert exit_info.value.code == 2 and "unknown class 'blob'" in capsys.readouterr().err
@@ -111,6 +112,17 @@ def test_reconstruction_table_orders_by_bits(pipe, seeded):
     assert rows[1]["latent_mse"] > rows[2]["latent_mse"] > 0
     assert rows[1]["mean_entropy_bits"] <= 2.0 + 1e-6
     assert len(settings_grid([4, 8], ["nearest", "interval"], ["fixed"], ["gaussian"], [5.0])) == 1 + 4
+    assert "class_accuracy" not in rows[0]
+
+
+def test_reconstruction_table_class_accuracy_is_the_classifiers_on_the_reconstructions(pipe, seeded):
+    classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
+    images, labels = shapes_images(20), torch.arange(20) % 10
+    (row,) = reconstruction_table(pipe.vae, classifier, images, [QuantSetting(64)], labels=labels)
+    latents = pipe.vae.encode_latents(images)
+    recon = pipe.vae.decode_latents(QuantSetting(64).build(latents)(latents))
+    expected = float((classifier(recon).argmax(dim=1) == labels).float().mean())
+    assert row["class_accuracy"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_generation_metrics_are_seeded(pipe, seeded):

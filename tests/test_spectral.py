@@ -82,3 +82,16 @@ def test_constant_channel_and_errors():
 
 def test_official_order_is_a_permutation():
     assert sorted(OFFICIAL_KL16_ORDER) == list(range(16))
+
+
+def test_channel_variance_spectrum_counts_the_rank():
+    """Latents that are 2 random maps mixed into 6 channels: all variance in 2 components."""
+    from tokenbridge.spectral import channel_variance_spectrum
+
+    rng = torch.Generator().manual_seed(0)
+    sources = torch.randn(50, 2, 4, 4, generator=rng)
+    latents = torch.einsum("nkhw,kc->nchw", sources, torch.randn(2, 6, generator=rng))
+    spectrum = channel_variance_spectrum(latents)
+    assert spectrum.shape == (6,) and spectrum[1] == pytest.approx(1.0, abs=1e-9) and spectrum[0] < 0.99
+    iid = channel_variance_spectrum(torch.randn(400, 4, 4, 4, generator=rng))
+    assert iid.tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0], abs=0.03)

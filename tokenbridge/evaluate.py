@@ -55,7 +55,8 @@ def _reconstruction(args) -> dict:
     start = time.time()
     # per-channel calibration is fitted on training images, never the held-out ones
     fit_latents = encode_in_batches(vae, shapes_images(args.n, 0, vae.config.resolution, seed=TRAIN_SEED))
-    rows = reconstruction_table(vae, classifier, images, grid, fit_latents)
+    labels = torch.arange(args.n) % len(ShapesDataset.classes)  # held-out image i is of class i % 10
+    rows = reconstruction_table(vae, classifier, images, grid, fit_latents, labels=labels)
     return {
         "command": _command(args),
         "vae": args.vae, "classifier": args.classifier, "images": args.n, "heldout_seed": HELDOUT_SEED,

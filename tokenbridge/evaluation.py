@@ -82,8 +82,10 @@ def encode_in_batches(vae, images: torch.Tensor, batch_size: int = 250) -> torch
 
 @torch.no_grad()
 def reconstruction_table(vae, classifier, images: torch.Tensor, settings: list[QuantSetting],
-                         fit_latents: torch.Tensor | None = None, batch_size: int = 250) -> list[dict]:  # fmt: skip
-    """One row per setting: PSNR, FD-shapes vs ``images``, latent MSE, mean entropy (bits).
+                         fit_latents: torch.Tensor | None = None, batch_size: int = 250,
+                         labels: torch.Tensor | None = None) -> list[dict]:  # fmt: skip
+    """One row per setting: PSNR, FD-shapes vs ``images``, latent MSE, mean entropy (bits), and
+    with ``labels`` the classifier's accuracy on the reconstructions (does the class survive?).
 
     ``fit_latents`` (scaled, ``[N, C, h, w]``) calibrate ``per_channel`` settings; by default the
     evaluated latents themselves (the CLI passes latents of training images instead).
@@ -103,12 +105,14 @@ def reconstruction_table(vae, classifier, images: torch.Tensor, settings: list[Q
             z_hat = q(latents)
             entropy = round(float(q.stats(latents).entropy_bits.mean()), 3)
         recon = torch.cat([vae.decode_latents(z.to(device)).cpu() for z in z_hat.split(batch_size)])
-        feats, _ = classifier_outputs(classifier, recon.split(batch_size), device)
+        feats, predicted = classifier_outputs(classifier, recon.split(batch_size), device)
         rows.append({**asdict(setting),
                      "psnr_db": round(float(psnr(recon, images).mean()), 3),
                      "fd_shapes": round(frechet_distance(feature_statistics(feats), real_stats), 4),
                      "latent_mse": round(float((z_hat - latents).pow(2).mean()), 6),
                      "mean_entropy_bits": entropy})  # fmt: skip
+        if labels is not None:
+            rows[-1]["class_accuracy"] = round(float((predicted.cpu() == labels).float().mean()), 4)
     return rows
 
 

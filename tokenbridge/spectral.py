@@ -87,3 +87,18 @@ def frequency_order(latents: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
     """
     ratio = low_frequency_ratio(latents, cutoff)
     return torch.sort(ratio, descending=True, stable=True).indices
+
+
+def channel_variance_spectrum(latents: torch.Tensor) -> torch.Tensor:
+    """Cumulative fraction of the latent variance explained by the top-k principal components of
+    the channel vectors, k = 1..C: ``[N, C, H, W]`` -> ``[C]`` float64, ending at 1.
+
+    Every position of every map is one C-vector (centred over all of them). A latent whose curve
+    reaches ~1 at k ≪ C is nearly rank k: its remaining channels hold low-variance detail, which a
+    generator must still model token by token (why the embedded VAE's channel count was chosen).
+    """
+    _check_latents(latents)
+    vectors = latents.double().movedim(1, -1).reshape(-1, latents.shape[1])
+    vectors = vectors - vectors.mean(dim=0)
+    eigenvalues = torch.linalg.eigvalsh(vectors.T @ vectors).flip(0).clamp_min(0)
+    return eigenvalues.cumsum(0) / eigenvalues.sum().clamp_min(1e-300)

@@ -544,6 +544,28 @@ def plot_training_curves(columns: Mapping[str, Sequence[float]], title: str = ""
     return fig
 
 
+def plot_learning_curve(entries: Sequence[Mapping], cfg: float) -> Figure:
+    """`tokenbridge.learning_curve` entries against training samples seen: class accuracy of
+    samples at CFG 1 and at ``cfg``, and the generative-classification accuracy, on top (chance:
+    the dashed line); FD-shapes of the guided samples below."""
+    seen = [e["samples_seen"] for e in entries]
+    fig = Figure(figsize=(6.5, 5.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    for key, label in ((f"cfg_{cfg:g}", f"samples, CFG {cfg:g}"), ("cfg_1", "samples, CFG 1")):
+        top.plot(seen, [100 * e[key]["class_accuracy"] for e in entries], "o-", label=f"class accuracy ({label})")
+    top.plot(seen, [100 * e["generative_accuracy"] for e in entries], "s--", label="generative classification")
+    top.axhline(10, color="grey", ls=":", lw=1, label="chance")
+    top.set_ylabel("accuracy (%)")
+    top.set_ylim(0, 100)
+    top.legend(fontsize=8)
+    bottom.plot(seen, [e[f"cfg_{cfg:g}"]["fd_shapes"] for e in entries], "o-", color="tab:red")
+    bottom.set_ylabel(f"FD-shapes (CFG {cfg:g})")
+    bottom.set_xlabel("training samples seen")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------
 # Token editing (notebook 06)
 # ------------------------------------------------------------------------------------------------

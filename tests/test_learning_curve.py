@@ -1,0 +1,71 @@
+"""Learning curve: snapshots measured once each, generative classification as its definition says."""
+
+import json
+
+import pytest
+import torch
+
+from tokenbridge.data import CLASS_NAMES, cache_latents
+from tokenbridge.learnability import masked_cross_entropy, random_mask
+from tokenbridge.learning_curve import KNOWN_FRACTION, MASKS_PER_IMAGE, generative_accuracy, main, update_curve
+from tokenbridge.train import LoopSettings, generator_task, parse_args, train
+
+
+def test_generative_accuracy_is_the_argmin_of_per_image_cross_entropy(tiny_pipeline):
+    """Against a per-image, per-label loop over the same masks."""
+    model = tiny_pipeline.generator
+    rng = torch.Generator().manual_seed(1)
+    indices = torch.randint(0, 64, (6, model.config.seq_len, model.config.token_dim), generator=rng)
+    labels = torch.arange(6) % 10
+    rng = torch.Generator().manual_seed(0)
+    known = round(KNOWN_FRACTION * model.config.seq_len)
+    masks = [random_mask(6, model.config.seq_len, known, rng) for _ in range(MASKS_PER_IMAGE)]
+    predicted = []
+    for i in range(6):
+        ce = [sum(float(masked_cross_entropy(model, indices[i : i + 1], torch.tensor([k]), m[i : i + 1]).sum())
+                  for m in masks) for k in range(10)]  # fmt: skip
+        predicted.append(min(range(10), key=ce.__getitem__))
+    expected = sum(p == int(t) for p, t in zip(predicted, labels)) / 6
+    assert generative_accuracy(model, indices, labels, seed=0) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.fixture
+def snapshot_run(tmp_path):
+    """A 4-step `tokenbridge_tiny` run on random 10-class latents with snapshots after steps 2 and 4."""
+    images = torch.utils.data.TensorDataset(torch.zeros(20, 3, 64, 64), torch.arange(20) % 10)
+    images.classes = list(CLASS_NAMES)
+    latents = cache_latents(lambda x: torch.randn(len(x), 16, 8, 8), images, tmp_path / "latents.safetensors")
+    args = parse_args(["generator", "--out", str(tmp_path / "run"), "--preset", "tokenbridge_tiny", "--latents",
+                       str(latents), "--batch-size", "4", "--steps", "4", "--snapshot-every", "2", "--no-progress"])  # fmt: skip
+    train(generator_task(args), LoopSettings(**{k: getattr(args, k) for k in vars(LoopSettings())}), args.out,
+          progress=False)  # fmt: skip
+    return tmp_path / "run"
+
+
+@pytest.mark.filterwarnings("ignore:FD-shapes from 10 samples")
+def test_update_curve_measures_each_snapshot_once(snapshot_run, tiny_pipeline_files, tmp_path):
+    from tokenbridge.checkpoints import save_model
+    from tokenbridge.classifier import ClassifierConfig, build_classifier
+
+    classifier = build_classifier(ClassifierConfig(num_classes=10, image_size=64))
+    classifier_path = save_model(classifier, tmp_path / "c.safetensors", "classifier", classifier.config.to_dict())
+    out = tmp_path / "curve.json"
+    curve = update_curve(snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0,
+                         heldout=10, device="cpu")  # fmt: skip
+    entries = curve["entries"]
+    assert [e["step"] for e in entries] == [2, 4] and [e["samples_seen"] for e in entries] == [8, 16]
+    assert set(entries[0]) >= {"cfg_1", "cfg_2", "generative_accuracy", "train_seconds", "command"}
+    assert 0 <= entries[0]["cfg_2"]["class_accuracy"] <= 1 and 0 <= entries[1]["generative_accuracy"] <= 1
+    assert json.loads(out.read_text()) == curve
+    again = update_curve(snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0,
+                         heldout=10, device="cpu")  # fmt: skip
+    assert again["entries"] == entries  # nothing re-measured (eval_seconds would differ)
+    with pytest.raises(ValueError, match="choose another --out"):
+        update_curve(snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=20, device="cpu")
+
+
+def test_cli_without_snapshots_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "train with --snapshot-every" in capsys.readouterr().err

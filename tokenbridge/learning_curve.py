@@ -1,0 +1,150 @@
+"""Learning curve: what a generator can do against the training samples it has seen.
+
+    python -m tokenbridge.train generator --out runs/gen ... --snapshot-every 250
+    python -m tokenbridge.learning_curve runs/gen --vae V --out results/learning_curve.json
+
+The training loop writes the EMA weights every ``--snapshot-every`` steps to ``snapshots/`` in
+its run folder (`tokenbridge.train.save_snapshot`). This module measures each snapshot:
+
+- the class accuracy of ``samples`` samples (classes balanced, fixed seeds, random order) at
+  CFG 1 and at the guided scale ``cfg``, and their FD-shapes against as many held-out images;
+- the generative-classification accuracy on held-out tokens: each image is given the label whose
+  teacher-forced cross-entropy (a quarter of its tokens known, the same masks for every label and
+  every snapshot) is lowest. It rises as soon as the model uses the label, long before samples
+  show the class, so it tells recipes apart early;
+- samples seen and training seconds (from the snapshot file).
+
+Entries already in the output file are kept (keyed by step), so the command can be re-run while
+the run goes on; the JSON is rewritten after each snapshot, and a plot is drawn beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tokenbridge import checkpoints, cli
+from tokenbridge.evaluation import generation_metrics, shapes_images
+from tokenbridge.generator import TokenBridge, patchify
+from tokenbridge.learnability import masked_cross_entropy, random_mask
+from tokenbridge.pipeline import Pipeline, pick_device
+
+KNOWN_FRACTION = 0.25
+"""Fraction of tokens known when classifying by likelihood (training sees 0 to 30 % known)."""
+MASKS_PER_IMAGE = 2
+"""Random masks per held-out image; the per-label CE is summed over them."""
+
+
+def snapshot_paths(run: str | Path) -> list[Path]:
+    """The snapshot files of a run folder, in step order."""
+    folder = Path(run) / "snapshots"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{str(folder)!r} does not exist: train with --snapshot-every N")
+    paths = sorted(folder.glob("step_*.safetensors"))
+    if not paths:
+        raise FileNotFoundError(f"{str(folder)!r} holds no snapshots yet")
+    return paths
+
+
+@torch.no_grad()
+def generative_accuracy(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, seed: int = 0) -> float:
+    """Accuracy of classifying each map by the label of least teacher-forced CE (`KNOWN_FRACTION`
+    of the tokens known, `MASKS_PER_IMAGE` masks drawn from ``seed``, shared by all labels)."""
+    n = model.config.seq_len
+    rng = torch.Generator().manual_seed(seed)
+    masks = [random_mask(len(indices_BNC), n, round(KNOWN_FRACTION * n), rng) for _ in range(MASKS_PER_IMAGE)]
+    masks = [mask_BN.to(indices_BNC.device) for mask_BN in masks]
+    ce_BK = torch.zeros(len(indices_BNC), model.config.class_num, device=indices_BNC.device)
+    for label in range(model.config.class_num):
+        labels = torch.full_like(labels_B, label)
+        for mask_BN in masks:
+            ce_M = masked_cross_entropy(model, indices_BNC, labels, mask_BN).sum(dim=1)
+            ce_BK[:, label].index_add_(0, mask_BN.nonzero()[:, 0], ce_M)
+    return round(float((ce_BK.argmin(dim=1) == labels_B).float().mean()), 4)
+
+
+def heldout_tokens(pipe: Pipeline, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantized tokens ``[count, N, C]`` (long) and labels of the first ``count`` held-out shapes."""
+    images = shapes_images(count, size=pipe.image_size)  # image i is of class i % 10
+    tokens = pipe.quantize(patchify(pipe.encode(images), pipe.generator.config.patch_size)).long()
+    return tokens.to(pipe.device), (torch.arange(count) % len(pipe.classes)).to(pipe.device)
+
+
+def measure_snapshot(path: Path, vae, classifier, samples: int, cfg: float, heldout: int,
+                     device: str = "auto") -> dict:  # fmt: skip
+    """One learning-curve entry for the snapshot file ``path`` (see the module docstring)."""
+    start = time.time()
+    model = checkpoints.load_model(path, kind="generator")
+    header = checkpoints.read_header(path)["extra"]
+    pipe = Pipeline(vae, model, classes=header.get("classes"), device=pick_device(device))
+    entry = dict(header["snapshot"])
+    for scale in dict.fromkeys((1.0, cfg)):
+        metrics = generation_metrics(pipe, classifier, samples, order="random", cfg=scale)
+        entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in ("class_accuracy", "fd_shapes", "precision", "recall")}
+    entry["generative_accuracy"] = generative_accuracy(model, *heldout_tokens(pipe, heldout))
+    entry["eval_seconds"] = round(time.time() - start, 1)
+    return entry
+
+
+def update_curve(run: str | Path, vae_path: str, classifier_path: str, out: str | Path, samples: int = 200,
+                 cfg: float = 3.0, heldout: int = 200, command: str = "", device: str = "auto") -> dict:  # fmt: skip
+    """Measure every snapshot of ``run`` not yet in ``out`` and rewrite ``out`` after each; the curve."""
+    out = Path(out)
+    curve = json.loads(out.read_text()) if out.exists() else {}
+    settings = {"run": str(run), "samples": samples, "cfg": cfg, "heldout": heldout}
+    if curve and curve.get("settings") != settings:
+        raise ValueError(f"{str(out)!r} holds a curve measured with {curve.get('settings')}, not {settings}: "
+                         f"choose another --out")  # fmt: skip
+    curve = {"settings": settings, "command": command, "entries": curve.get("entries", [])}
+    done = {entry["step"] for entry in curve["entries"]}
+    vae = checkpoints.load_model(vae_path, kind="vae")
+    classifier = checkpoints.load_model(classifier_path, kind="classifier")
+    for path in snapshot_paths(run):
+        if int(path.stem.removeprefix("step_")) in done:
+            continue
+        entry = measure_snapshot(path, vae, classifier, samples, cfg, heldout, device)
+        curve["entries"] = sorted(curve["entries"] + [entry], key=lambda e: e["step"])
+        checkpoints.atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=2) + "\n"))
+        print(format_entry(entry, cfg), flush=True)
+    return curve
+
+
+def format_entry(entry: dict, cfg: float) -> str:
+    """One line: step, samples seen, class accuracy at CFG 1 and ``cfg``, generative accuracy."""
+    return (f"step {entry['step']:>6}  samples {entry['samples_seen']:>8,}  class acc CFG 1 "
+            f"{entry['cfg_1']['class_accuracy']:6.1%}  CFG {cfg:g} {entry[f'cfg_{cfg:g}']['class_accuracy']:6.1%}  "
+            f"generative {entry['generative_accuracy']:6.1%}  FD-shapes {entry[f'cfg_{cfg:g}']['fd_shapes']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tokenbridge.viz import plot_learning_curve
+
+    parser = cli.ArgumentParser(prog="python -m tokenbridge.learning_curve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="generator run folder trained with --snapshot-every")
+    parser.add_argument("--vae", default="assets/vae_small.safetensors", help="the VAE the run's latents came from")
+    parser.add_argument("--classifier", default="assets/classifier.safetensors")
+    parser.add_argument("--samples", type=cli.number(int, 10), default=200, help="samples per CFG scale")
+    parser.add_argument("--cfg", type=cli.number(float, 1.0), default=3.0, help="the guided scale measured beside CFG 1")
+    parser.add_argument("--heldout", type=cli.number(int, 10), default=200, help="held-out images classified")
+    parser.add_argument("--out", default="results/learning_curve.json")
+    parser.add_argument("--device", type=cli.device, default="auto")
+    args = parser.parse_args(argv)
+    cli.check(parser, "run", snapshot_paths, args.run)
+    cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
+    cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
+    cli.check(parser, "--out", cli.output_file, args.out)
+    command = "python -m tokenbridge.learning_curve " + shlex.join(sys.argv[1:] if argv is None else argv)
+    curve = cli.check(parser, "--out", update_curve, args.run, args.vae, args.classifier, args.out, args.samples,
+                      args.cfg, args.heldout, command, args.device)  # fmt: skip
+    figure = Path(args.out).with_suffix(".png")
+    plot_learning_curve(curve["entries"], args.cfg).savefig(figure, dpi=120)
+    print(f"wrote {args.out} ({len(curve['entries'])} entries) and {figure}")
+
+
+if __name__ == "__main__":
+    main()
