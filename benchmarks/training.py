@@ -1,6 +1,8 @@
-"""Generator training step time: dropout on/off and fp32 vs bf16 autocast, side by side in one run.
+"""Generator training step time: dropout on/off and fp32 vs bf16 autocast, side by side in one run;
+with ``--candidates``, the embedded tokenizer candidates (latent grid × channels) and backbones instead.
 
     python benchmarks/training.py [--preset tokenbridge_small] [--batch-size 64] [--head-positions 16]
+    python benchmarks/training.py --candidates
 
 One optimizer step (forward, backward, AdamW) of a generator preset on random tokens, median of
 ``--repeats`` steps after two warm-up steps, with the preset's dropout (0.1, as official) and with
@@ -22,10 +24,11 @@ from tokenbridge.generator import GENERATORS
 
 
 def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_positions: int, repeats: int,
-                     device: str = "cpu", precision: str = "fp32") -> float:  # fmt: skip
-    """Median wall time of one training step of ``preset`` (dropout overridden unless None) on
-    ``device``, the forward under bf16 autocast when ``precision="bf16"`` (benchmarks/gpu.py)."""
-    overrides = {} if dropout is None else dict(attn_dropout=dropout, proj_dropout=dropout)
+                     device: str = "cpu", precision: str = "fp32", **config) -> float:  # fmt: skip
+    """Median wall time of one training step of ``preset`` (dropout overridden unless None; other
+    config fields by ``config``) on ``device``, the forward under bf16 autocast when
+    ``precision="bf16"`` (benchmarks/gpu.py)."""
+    overrides = dict(config) if dropout is None else dict(config, attn_dropout=dropout, proj_dropout=dropout)
     torch.manual_seed(0)
     model = GENERATORS[preset](**overrides).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -49,15 +52,40 @@ def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_p
     return statistics.median(times)
 
 
+LAYOUTS = {"8x8x16 (shipped)": dict(vae_stride=8, vae_embed_dim=16), "8x8x8": dict(vae_stride=8, vae_embed_dim=8),
+           "8x8x4": dict(vae_stride=8, vae_embed_dim=4), "16x16x4": dict(vae_stride=4, vae_embed_dim=4)}
+"""Latent layouts of the embedded tokenizer candidates (64×64 images)."""
+CANDIDATE_PRESETS = ("tokenbridge_small", "tokenbridge_ablation")
+CANDIDATE_RECIPE = dict(head_init="ordinal", local_mixing="conv", class_input="buffer+decoder")
+"""The CPU recipe the candidates train with (dropout 0)."""
+
+
+def candidates_table(batch_size: int, head_positions: int, repeats: int) -> None:
+    """Seconds per step and training samples per second of every layout × backbone, with the ratio
+    of samples/s to the shipped layout on the same backbone."""
+    print(f"{'layout':<17} {'backbone':<21} {'tokens':>6} {'s/step':>7} {'samples/s':>9} {'vs shipped':>10}")
+    for preset in CANDIDATE_PRESETS:
+        shipped = None
+        for name, layout in LAYOUTS.items():
+            seconds = seconds_per_step(preset, 0.0, batch_size, head_positions, repeats, **layout, **CANDIDATE_RECIPE)
+            shipped = shipped or seconds
+            tokens = (64 // layout["vae_stride"]) ** 2
+            print(f"{name:<17} {preset:<21} {tokens:>6} {seconds:>7.3f} {batch_size / seconds:>9.1f} "
+                  f"{shipped / seconds:>9.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tokenbridge_small", choices=sorted(GENERATORS))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--head-positions", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--candidates", action="store_true", help="time the embedded tokenizer candidates instead")
     args = parser.parse_args()
-    print(f"{args.preset}, batch {args.batch_size}, head positions {args.head_positions}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    subject = "embedded candidates" if args.candidates else args.preset
+    print(f"{subject}, batch {args.batch_size}, head positions {args.head_positions}, {torch.get_num_threads()} threads")
+    if args.candidates:
+        return candidates_table(args.batch_size, args.head_positions, args.repeats)
     settings = {"dropout 0.1, fp32": (None, "fp32"), "dropout 0, fp32": (0.0, "fp32"), "dropout 0, bf16": (0.0, "bf16")}
     timings = {label: seconds_per_step(args.preset, dropout, args.batch_size, args.head_positions, args.repeats,
                                        precision=precision)
