@@ -67,17 +67,30 @@ def committed_map(mask_N: np.ndarray, committed_N: np.ndarray, commit_step_N: np
     return _square(fig)
 
 
-def confidence_map(confidence_N: np.ndarray, committed_N: np.ndarray, grid: int, title: str) -> go.Figure:
-    """Score of every position decoded this step (joint log-prob, + Gumbel noise); x = committed."""
-    conf = np.asarray(confidence_N, dtype=np.float64)
+MAPS_NOTE = ("**preview**: the tokens committed so far, decoded (masked positions at the prior mean 0) · "
+             "**confidence**: log p, the joint log-probability of a token's channel values in nats (higher = "
+             "surer; plus Gumbel noise when set), for committed tokens the one they were committed with, for "
+             "masked ones this step's candidate (confidence order)")  # fmt: skip
+"""What the preview and the confidence map show, under them in the Generate and Edit tabs."""
+
+
+def confidence_map(score_N: np.ndarray, known_N: np.ndarray, committed_N: np.ndarray, grid: int,
+                   title: str) -> go.Figure:  # fmt: skip
+    """Every position's score (log p, see `MAPS_NOTE`): the one it was committed with
+    where ``known_N`` (committed up to this step), else this step's candidate (confidence order;
+    blank where none was decoded); x = committed at this step."""
+    score = np.asarray(score_N, dtype=np.float64)
+    text = np.where(np.asarray(known_N, dtype=bool), "committed with", "candidate, still masked:").astype(object)
     fig = go.Figure(go.Heatmap(
-        z=_grid(conf, grid), colorscale="Viridis", xgap=1, ygap=1, colorbar=dict(title="log p", thickness=12),
-        hovertemplate="row %{y}, col %{x}: score %{z:.3f}<extra></extra>",
+        z=_grid(score, grid), text=_grid(text, grid), colorscale="Viridis", xgap=1, ygap=1,
+        colorbar=dict(title="log p", thickness=12),
+        hovertemplate="row %{y}, col %{x}: %{text} log p %{z:.2f}<extra></extra>",
     ))  # fmt: skip
     rows, cols = np.nonzero(_grid(committed_N, grid))
     fig.add_trace(go.Scatter(x=cols, y=rows, mode="markers", name="committed", hoverinfo="skip",
                              marker=dict(symbol="x-thin", size=9, line=dict(width=2, color="white"))))  # fmt: skip
-    fig.update_layout(title=title, showlegend=False)
+    fig.update_layout(title=dict(text=f"{title}<br><sup>log p of each token (nats) · × committed now</sup>"),
+                      showlegend=False)  # fmt: skip
     return _square(fig)
 
 

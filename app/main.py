@@ -75,6 +75,17 @@ def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
 # ------------------------------------------------------------------------------------------------
 
 
+def servable_host(host: str) -> str:
+    """``host`` when this machine can serve on it (checked by binding a free port), else OSError saying why."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, 0))
+        except OSError as e:
+            raise OSError(f"cannot serve on {host!r} ({e.strerror or e}): give an address of this machine, e.g. "
+                          f"127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None  # fmt: skip
+    return host
+
+
 def first_free_port(host: str, start: int = DEFAULT_PORT, tries: int = 100) -> int:
     """The first port from ``start`` that can be bound on ``host``."""
     for port in range(start, start + tries):
@@ -101,7 +112,8 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, sh
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The app's arguments, each checked (ports, device, weight files by content) before anything loads."""
+    """The app's arguments, each checked (host, ports, device, weight files by content) before anything loads;
+    ``args.port`` becomes the first free port from ``--port``."""
     p = cli.ArgumentParser(prog="python app/main.py", description="TokenBridge Lab: the interactive app.")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=cli.number(int, 1, 65535), default=DEFAULT_PORT,
@@ -113,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=cli.number(int, 1), default=2,
                    help="requests of one kind served at once (default 2)")
     args = p.parse_args(argv)
+    cli.check(p, "--host", servable_host, args.host)
+    args.port = cli.check(p, "--port", first_free_port, args.host, args.port)
     for kind in ("vae", "generator"):
         if getattr(args, kind) is not None:
             cli.check(p, f"--{kind}", cli.pipeline_file, getattr(args, kind), kind)
@@ -135,7 +149,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     demo = build_demo(pipeline)
-    url = launch(demo, args.host, first_free_port(args.host, args.port), args.share, args.concurrency)
+    url = launch(demo, args.host, args.port, args.share, args.concurrency)
     print(f"TokenBridge Lab is running on {url} (device {pipeline.device}); Ctrl+C to stop", flush=True)
     try:
         demo.block_thread()

@@ -126,7 +126,6 @@ def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str 
             else:
                 generate(page, order=order, batch=batch)
             path.parent.mkdir(parents=True, exist_ok=True)
-            page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(path), full_page=True)
     finally:
         if server is not None:
@@ -135,10 +134,13 @@ def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str 
 
 
 def main(argv=None) -> int:
+    from tokenbridge.pipeline import SAMPLER_DEFAULTS
+
     p = argparse.ArgumentParser(description="Save a screenshot of the app after one generation (or one edit).")
     p.add_argument("path", help="PNG file to write, e.g. assets/app_screenshot.png")
     p.add_argument("--url", help="an app already running (default: serve the embedded one here)")
-    p.add_argument("--order", default="confidence", choices=("random", "confidence"))
+    p.add_argument("--order", default=SAMPLER_DEFAULTS["order"], choices=("random", "confidence"),
+                   help="sampling order (default: the app's, %(default)s)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tab", default="generate", choices=("generate", "edit"),
                    help="edit: the Edit tab after one edit (assets/app_edit_screenshot.png)")

@@ -144,6 +144,7 @@ class Run:
         self.records: list[StepRecord] = []
         self.tokens = torch.full((b, self.seq_len, config.token_dim), -1, dtype=torch.long)  # [B, N, C]
         self.commit_step = np.full((b, self.seq_len), -1, dtype=np.int16)  # [B, N]
+        self.commit_score = np.full((b, self.seq_len), np.nan, dtype=np.float32)  # [B, N] score when committed
         self.probs: torch.Tensor | None = None  # [B, N, C, V] float16
         self._lock = threading.Lock()
 
@@ -161,6 +162,7 @@ class Run:
             committed = step.committed.cpu()
             self.tokens = step.tokens.cpu()
             self.commit_step[committed.numpy()] = step.step
+            self.commit_score[committed.numpy()] = step.confidence.float().cpu().numpy()[committed.numpy()]
             if step.probs is not None:
                 if self.probs is None:
                     self.probs = torch.full(step.probs.shape, float("nan"), dtype=torch.float16)
@@ -179,9 +181,18 @@ class Run:
         record = self.records[t]
         if record.preview is not None:
             return record.preview
-        known = torch.from_numpy((self.commit_step >= 0) & (self.commit_step <= t))
+        known = torch.from_numpy(self.known(t))
         x_hat = self.pipeline.quantizer.dequantize(self.tokens.clamp(min=0)).masked_fill(~known[..., None], 0.0)
         return to_uint8_image(self.pipeline.decode(self.pipeline.generator.unpatchify(x_hat)))
+
+    def known(self, t: int) -> np.ndarray:
+        """bool ``[B, N]``: the positions committed up to step ``t``."""
+        return (self.commit_step >= 0) & (self.commit_step <= t)
+
+    def scores(self, t: int) -> np.ndarray:
+        """``[B, N]`` at step ``t``: the score each committed position was committed with, this step's
+        candidate score elsewhere (NaN where none was decoded), as `app.figures.confidence_map` shows."""
+        return np.where(self.known(t), self.commit_score, self.records[t].confidence)
 
     def final_images(self) -> np.ndarray | None:
         """uint8 ``[B, H, W, 3]`` once the run finished, else None."""

@@ -26,7 +26,8 @@ from app.state import PREVIEW_BUDGET_BYTES, Run, Settings
 from tokenbridge import generator as generators
 from tokenbridge import vae as vaes
 from tokenbridge.checkpoints import save_model
-from tokenbridge.data import CLASS_NAMES, to_uint8_image
+from tokenbridge.compositing import paste_back
+from tokenbridge.data import CLASS_NAMES, from_uint8_image, to_uint8_image
 from tokenbridge.pipeline import EMBEDDED, Pipeline
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -155,6 +156,14 @@ def test_step_maps_agree_with_the_status(client):
     assert int((states == 0).sum()) == 64 - committed
     conf = array(plot_data(out[3])[0]["z"])
     assert np.isfinite(conf).all(), "confidence order scores every masked position at step 1"
+
+
+def test_confidence_map_keeps_the_scores_of_every_cell_committed_so_far(client):
+    client.predict(*controls(sampling_order="random"), api_name="/step")
+    out = client.predict(*controls(sampling_order="random"), api_name="/step")
+    states, conf = (array(plot_data(out[k])[0]["z"]) for k in (2, 3))
+    assert (states == 1).any() and (states == 2).any(), "committed at step 1 and at step 2"
+    assert np.array_equal(np.isfinite(conf), states > 0), "random order: scored = committed up to this step"
 
 
 def test_step_advances_one_iteration_per_session_and_scrubs_back(server, pipeline):
@@ -287,8 +296,8 @@ def test_upload_any_mode_and_orientation(client, tmp_path):
 # Edit tab
 # ------------------------------------------------------------------------------------------------
 
-# cells, class of the region, order, seed, steps, CFG scale
-EDIT = ["2:6,2:6", "heart", "confidence", 0, 4, 3.0]
+# cells, class of the region, order, seed, steps, CFG scale, feather, paste back
+EDIT = ["2:6,2:6", "heart", "confidence", 0, 4, 3.0, 4, True]
 
 
 def edit_load(client, source="shapes sample", shape="star", number=2, generated=1, region="2:6,2:6"):
@@ -301,10 +310,14 @@ def region(text: str) -> torch.Tensor:
     return torch.from_numpy(parse_region(text, 8))
 
 
-def edited_image(pipeline, tokens_NC, cells: str, **kw) -> tuple[np.ndarray, int]:
-    """The pipeline's edit of ``tokens_NC``, as the app shows it (enlarged ×4), and the cells changed."""
+def edited_image(pipeline, tokens_NC, cells: str, original=None, feather=4, **kw) -> tuple[np.ndarray, int]:
+    """The pipeline's edit of ``tokens_NC``, as the app shows it (enlarged ×4): pasted back into the
+    uint8 image ``original`` (None: the raw decode), as `Pipeline.edit` does; and the cells changed."""
     edited = pipeline.edit_tokens(tokens_NC[None], region(cells), **kw)
-    image = to_uint8_image(pipeline.decode(pipeline.tokens_to_latents(edited.long())))[0]
+    decoded = pipeline.decode(pipeline.tokens_to_latents(edited.long()))
+    if original is not None:
+        decoded = paste_back(from_uint8_image(original)[None], decoded, region(cells), feather)
+    image = to_uint8_image(decoded)[0]
     changed = int((edited[0].long() != tokens_NC.long()).any(dim=-1).sum())
     return image.repeat(4, axis=0).repeat(4, axis=1), changed
 
@@ -338,14 +351,21 @@ def test_edit_streams_the_region_and_ends_with_the_pipelines_edit(client, pipeli
     assert "0 of 16 selected cells still masked" in final[1] and "done" in final[1]
     states = array(plot_data(final[2])[0]["z"])
     assert (states[region("2:6,2:6").numpy()] > 0).all() and (states == 0).sum() == 0
-    tokens = pipeline.encode_tokens(analysis.shapes_image(pipeline, "star", 2)[None])[0]
-    want, changed = edited_image(pipeline, tokens, "2:6,2:6", labels=[8], seed=0, num_steps=4, cfg=3.0,
-                                 order="confidence")  # fmt: skip
-    assert f"{changed} cell(s) changed" in final[1] and changed > 8
+    image = analysis.shapes_image(pipeline, "star", 2)
+    tokens = pipeline.encode_tokens(image[None])[0]
+    kw = dict(labels=[8], seed=0, num_steps=4, cfg=3.0, order="confidence")
+    want, changed = edited_image(pipeline, tokens, "2:6,2:6", to_uint8_image(image), **kw)
+    assert f"{changed} cell(s) changed" in final[1] and changed > 8 and "pasted back, feather 4 px" in final[1]
     before, after = png(final[4]), png(final[5])
     assert before.shape == after.shape == (256, 256, 3)
+    assert np.array_equal(before[:48], to_uint8_image(image)[:12].repeat(4, 0).repeat(4, 1)), "the loaded image"
+    assert np.array_equal(after[:48], before[:48]), "farther than the feather from the region: kept exactly"
     assert_same_images(after[:64], want[:64])  # rows 0-1 of the grid: no outline there
     assert_same_images(after[96:160, 96:160], want[96:160, 96:160])  # inside the region
+    raw = client.predict(*EDIT[:-1], False, api_name="/edit")
+    want_raw, _ = edited_image(pipeline, tokens, "2:6,2:6", **kw)
+    assert "the raw decode" in raw[1] and not np.array_equal(png(raw[5])[:48], before[:48])
+    assert_same_images(png(raw[5])[:64], want_raw[:64])
 
 
 def test_edit_a_generated_image_in_random_order_then_edit_the_result(client, pipeline):
@@ -356,20 +376,26 @@ def test_edit_a_generated_image_in_random_order_then_edit_the_result(client, pip
     assert "step 2 / 2" in final[1] and "done" in final[1], "steps capped at the 2 selected cells"
     sampler = {**SAMPLER, "order": "random"}
     tokens = pipeline.generate_tokens([0, 0], seed=7, batch_size=2, **sampler)[1]
-    want, _ = edited_image(pipeline, tokens, "0,0; 7,7", labels=None, seed=5, num_steps=2, cfg=1.0, order="random")
-    assert_same_images(png(final[5])[64:192], want[64:192])  # away from the two corner cells' outlines
+    generated = to_uint8_image(pipeline.decode(pipeline.tokens_to_latents(tokens[None])))[0]
+    want, _ = edited_image(pipeline, tokens, "0,0; 7,7", generated, labels=None, seed=5, num_steps=2, cfg=1.0,
+                           order="random")  # fmt: skip
+    assert_same_images(png(final[5])[36:220], want[36:220])  # away from the two corner cells' outlines
     again = client.predict("3,3", api_name="/edit_result")
     assert "the edit of generated image 2" in again[1]
     assert "done" in client.predict("3,3", "heart", "random", 0, 8, 3.0, api_name="/edit")[1]
 
 
-def test_edit_without_a_selected_cell_says_so_and_the_server_keeps_serving(server):
+def test_edit_without_an_image_or_a_cell_says_so_in_its_status_and_the_server_keeps_serving(server):
     client = gradio_client.Client(server, verbose=False)
+    before_loading = client.predict(*EDIT, api_name="/edit")
+    assert before_loading[1] == "⚠ no image loaded: pick an image and press Load (Edit tab) first"
+    assert all(out == {"__type__": "update"} for k, out in enumerate(before_loading) if k != 1), "nothing else changes"
     edit_load(client, region="")
     for empty in ("", " ; "):
-        with pytest.raises(AppError, match="no cell selected: click cells on the image") as info:
-            client.predict(empty, "heart", "random", 0, 4, 3.0, api_name="/edit")
-        assert "Traceback" not in str(info.value)
+        said = client.predict(empty, "heart", "random", 0, 4, 3.0, api_name="/edit")[1]
+        assert said.startswith("⚠ no cell selected: click cells on the image"), said
+    fractional = client.predict(*EDIT[:6], 2.5, True, api_name="/edit")[1]
+    assert "⚠ feather must be an integer in 0..16, got 2.5" in fractional
     assert "done" in client.predict("3,3", "heart", "random", 0, 4, 3.0, api_name="/edit")[1]
     assert "step 1 / 4" in client.predict(*controls(), api_name="/step")[1]
 
@@ -416,15 +442,6 @@ BAD = [
         str(f["text"])), 64, "nearest", "fixed", "c0"], "cannot read image"),
     ("20 megapixels", "/channels", lambda f: ["uploaded image", "star", 0, gradio_client.handle_file(
         str(f["huge"])), 1], "megapixels"),
-    ("edit before loading", "/edit", lambda f: EDIT, "no image loaded: pick an image and press Load"),
-    ("edit a generated image before generating", "/edit_load",
-     lambda f: ["generated image", "star", 0, None, 1, ""], "no finished generation"),
-    ("edit cells off the grid", "/edit_load", lambda f: ["shapes sample", "star", 0, None, 1, "2:9,0:3"],
-     "leaves the 8×8 token grid"),
-    ("edit unreadable cells", "/edit_load", lambda f: ["shapes sample", "star", 0, None, 1, "2-6"], "ROWS,COLUMNS"),
-    ("edit result before editing", "/edit_result", lambda f: [""], "nothing edited yet"),
-    ("edit with no upload", "/edit_load", lambda f: ["uploaded image", "star", 0, None, 1, ""],
-     "upload an image first"),
     ("11 MB upload", "/quantize", lambda f: ["uploaded image", "circle", 0, gradio_client.handle_file(
         str(f["big"])), 64, "nearest", "fixed", "c0"], None),
 ]  # fmt: skip
@@ -445,6 +462,27 @@ def test_bad_input_gives_a_clear_error_then_the_server_answers(server, bad_files
         assert message in str(info.value), str(info.value)
         assert "Traceback" not in str(info.value)
     assert "step 1 / 4" in client.predict(*controls(), api_name="/step")[1]
+
+
+SAID = [  # the Edit tab's image and cell controls: a message in its info line, the image kept
+    ("generated image before generating", "/edit_load", ["generated image", "star", 0, None, 1, ""],
+     "no finished generation"),
+    ("cells off the grid", "/edit_load", ["shapes sample", "star", 0, None, 1, "9:12,1"], "leaves the 8×8 token grid"),
+    ("unreadable cells", "/edit_load", ["shapes sample", "star", 0, None, 1, "2-6"], "ROWS,COLUMNS"),
+    ("result before editing", "/edit_result", [""], "nothing edited yet"),
+    ("no upload", "/edit_load", ["uploaded image", "star", 0, None, 1, ""], "upload an image first"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,endpoint,args,message", SAID, ids=[s[0] for s in SAID])
+def test_edit_tab_says_bad_input_in_its_info_line_and_keeps_its_image(server, name, endpoint, args, message):
+    client = gradio_client.Client(server, verbose=False)
+    edit_load(client, region="")
+    out = client.predict(*args, api_name=endpoint)
+    assert out[0] == {"__type__": "update"}, "the image is left as it is (no new value, no error)"
+    assert out[1].startswith("⚠ ") and message in out[1], out[1]
+    done = client.predict("3,3", "heart", "random", 0, 4, 3.0, api_name="/edit")[1]
+    assert "done" in done, "the image loaded before is still the session's, ready to edit"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -496,8 +534,8 @@ def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generat
         out = client.predict("uploaded image", "ring", 0, gradio_client.handle_file(str(photo)), 16, "interval",
                              "fixed", "c0", api_name="/quantize")  # fmt: skip
         assert f"{psnrs(out[3])[0]:.2f} dB PSNR" in out[7] and "--vae kl16.ckpt" in out[7]
-        with pytest.raises(AppError, match="no generator"):
-            client.predict("shapes sample", "star", 0, None, 1, "2:6,2:6", api_name="/edit_load")
+        said = client.predict("shapes sample", "star", 0, None, 1, "2:6,2:6", api_name="/edit_load")[1]
+        assert said.startswith("⚠ this pipeline has no generator"), said
         with pytest.raises(AppError, match="no generator"):
             client.predict("(unconditional)", 0, 1, 1.0, "linear", "feature", 1.0, "random", 0.0, 1, 1,
                            api_name="/step")  # fmt: skip

@@ -50,6 +50,7 @@ def test_generate_scrub_step_and_channels_in_a_browser(url, tmp_path):
         assert "step 6 / 6" in status(page) and "done" in status(page)
         assert page.locator("#gallery img").count() == 4
         assert page.locator("#order input[value=confidence]").is_checked()
+        assert page.locator("#view input[type=range]").get_attribute("max") == "4", "image in batch: 1..4"
         final_src = page.locator("#preview img").get_attribute("src")
         page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
 
@@ -112,6 +113,33 @@ def test_edit_tab_select_cells_by_click_and_run_one_edit(url, tmp_path):
 
     assert screenshot.external(requests, url) == [], "nothing may be fetched from outside the app"
     assert Image.open(tmp_path / "edit.png").size[0] == screenshot.VIEWPORT["width"]
+
+
+def test_edit_tab_keeps_its_image_and_says_why_on_an_early_load_or_a_bad_region(url, tmp_path):
+    with screenshot.browser_page(url) as (page, _):
+        page.get_by_role("tab", name="Edit").click()
+        source, info, image = page.locator("#edit-source"), page.locator("#edit-info"), page.locator("#edit-image img")
+        assert not page.locator("#edit-source-upload").is_visible(), "no upload box for a shapes sample"
+        source.get_by_text("uploaded image", exact=True).click()
+        page.locator("#edit-source-upload").wait_for(state="visible", timeout=30_000)
+        source.get_by_text("shapes sample", exact=True).click()
+        page.locator("#edit-source-upload").wait_for(state="hidden", timeout=30_000)
+        page.locator("#edit-load").click()
+        info.get_by_text("shapes sample 0 of 'star'").wait_for(timeout=60_000)
+        loaded = image.get_attribute("src")
+        source.get_by_text("generated image", exact=True).click()
+        page.locator("#edit-load").click()  # nothing generated in this session yet
+        info.get_by_text("⚠ no finished generation in this session").wait_for(timeout=30_000)
+        cells = page.locator("#edit-region textarea")
+        cells.fill("9:12,1")
+        cells.press("Enter")
+        bad = "⚠ the range '9:12' in '9:12,1' is empty or leaves the 8×8 token grid"
+        info.get_by_text(bad).wait_for(timeout=30_000)
+        page.locator("#edit-btn").click()
+        page.locator("#edit-status").get_by_text("⚠ the range '9:12'").wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "bad_region.png"), full_page=True)
+        assert image.get_attribute("src") == loaded, "the page keeps the loaded image"
+        assert page.get_by_text("Error", exact=True).count() == 0, "no error badge, no error toast"
 
 
 def test_readme_screenshot_helper(url, tmp_path):

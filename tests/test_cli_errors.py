@@ -128,6 +128,8 @@ APP = [
     (["--device", "foo"], "--device"),
     (["--port", "70000"], "--port"),
     (["--port", "0"], "--port"),
+    (["--host", "999.1.1.1"], "argument --host: cannot serve on '999.1.1.1'"),
+    (["--host", "192.0.2.1"], "argument --host: cannot serve on '192.0.2.1' (Cannot assign requested address)"),
     (["--concurrency", "0"], "--concurrency"),
     (["--vae", "{tmp}/missing.ckpt"], "--vae"),
     (["--vae", "{classifier}"], "--vae"),

@@ -4,13 +4,15 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from tokenbridge import checkpoints
 from tokenbridge.__main__ import main as cli_main
-from tokenbridge.data import to_uint8_image
+from tokenbridge.compositing import paste_back, region_weight
+from tokenbridge.data import load_image, to_uint8_image
 from tokenbridge.evaluation import shapes_images
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.sampling import generate, mask_schedule, sample_steps
@@ -132,6 +134,39 @@ def test_bad_edits_name_the_problem(pipe, tokens, change, message):
         pipe.edit_tokens(**args)
 
 
+def test_edit_keeps_every_pixel_farther_than_the_feather_bit_for_bit(pipe):
+    images = shapes_images(2)
+    region = torch.stack([centre(), centre(slice(0, 4), slice(4, 8))])  # a region per image
+    raw = pipe.edit(images, region, labels=[3, 3], num_steps=2, paste=False)
+    for feather in (0, 4, 6.5):
+        edited = pipe.edit(images, region, labels=[3, 3], num_steps=2, feather=feather)
+        weight = region_weight(region, 64, feather).expand_as(images)
+        cells = region.repeat_interleave(8, 1).repeat_interleave(8, 2)[:, None].expand_as(images)
+        assert torch.equal(edited[weight == 0], images[weight == 0]), feather
+        assert torch.equal(edited[cells], raw[cells]), "inside the region: the decode itself"
+        assert (weight[~cells] > 0).sum() == (0 if feather == 0 else (weight > 0).sum() - cells.sum())
+    assert (raw[weight == 0] - images[weight == 0]).abs().mean() > 1e-3, "the raw decode changes the outside"
+
+
+def test_region_weight_falls_linearly_to_zero_at_the_feather():
+    region = centre()  # cells 2:6 = pixels 16..47
+    weight = region_weight(region, 64, 4)[0, 0]
+    assert weight.shape == (64, 64) and (weight[16:48, 16:48] == 1).all()
+    assert weight[30, 12:16].tolist() == [0.125, 0.375, 0.625, 0.875]  # pixel centres 3.5 .. 0.5 px away
+    assert (weight[30, :12] == 0).all() and (weight[:12] == 0).all() and weight[12, 12] == 0  # 3.5·√2 px away
+    assert weight[13, 13] == pytest.approx(1 - 2.5 * 2**0.5 / 4)  # Euclidean at the corner
+    hard = region_weight(region, 64, 0)[0, 0]
+    assert torch.equal(hard, region.repeat_interleave(8, 0).repeat_interleave(8, 1).float()), "feather 0: the cells"
+    both = region_weight(torch.stack([region, ~region]), 64, 2)
+    assert both.shape == (2, 1, 64, 64) and torch.equal(both[0], region_weight(region, 64, 2)[0])
+    for bad, message in [(dict(region=torch.ones(8, 8)), "bool token grid"), (dict(size=60), "dividing 60"),
+                         (dict(feather=-1), "feather must be >= 0")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            region_weight(**{"region": region, "size": 64, "feather": 4, **bad})
+    with pytest.raises(ValueError, match="of one shape"):
+        paste_back(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 32, 32), region)
+
+
 def test_edit_of_images_of_another_size_is_refused(pipe):
     with pytest.raises(ValueError, match=r"images must be \[B, 3, 64, 64\]"):
         pipe.edit(torch.zeros(1, 3, 32, 32), centre())
@@ -149,15 +184,47 @@ def files(tmp_path_factory, tiny_pipeline_files, seeded):
     return {**tiny_pipeline_files, "gen8": gen8, "image": root / "in.png", "root": root}
 
 
-def test_edit_cli_writes_the_edited_image(files, tmp_path, capsys):
+def test_edit_cli_writes_before_and_after_side_by_side(files, tmp_path, capsys):
     models = ["--vae", str(files["vae"]), "--generator", str(files["generator"])]
     outs = [tmp_path / "a.png", tmp_path / "b.png"]
     for out in outs:
         cli_main(["edit", "--image", str(files["image"]), "--region", "2:6,2:6", "--class", "star", "--steps", "3",
-                  "--device", "cpu", "--out", str(out), *models])  # fmt: skip
-    assert "rows 2:6, columns 2:6: 16 of 64 tokens re-sampled, class star" in capsys.readouterr().out
-    assert Image.open(outs[0]).size == (64, 64)
+                  "--device", "cpu", "--out", str(out), "--out-after", str(tmp_path / "after.png"),
+                  *models])  # fmt: skip
+    said = capsys.readouterr().out
+    assert f"wrote {outs[0]} (before | after) and {tmp_path / 'after.png'} (after)" in said
+    assert "rows 2:6, columns 2:6: 16 of 64 tokens re-sampled, class star, pasted back with a 4-pixel feather" in said
+    pair, before = np.asarray(Image.open(outs[0])), np.asarray(Image.open(files["image"]))
+    assert pair.shape == (64, 2 * 64 + 2, 3), "two images wide, 2 white pixels between"
     assert outs[0].read_bytes() == outs[1].read_bytes()  # seeded
+    assert np.array_equal(pair[:, :16], before[:, :16]) and (pair[:, 64:66] == 255).all()
+    after = np.asarray(Image.open(tmp_path / "after.png"))
+    assert np.array_equal(pair[:, 66 + 8 : 66 + 14], after[:, 8:14]), "the right half is the after image"
+    far = region_weight(centre(), 64, 4)[0, 0].numpy() == 0
+    assert np.array_equal(after[far], before[far]) and not np.array_equal(after, before)
+    assert to_uint8_image(load_image(files["image"])).tobytes() == before.tobytes()  # the input as the CLI reads it
+
+
+def test_edit_cli_scale_and_raw_decode(files, tmp_path, capsys):
+    models = ["--vae", str(files["vae"]), "--generator", str(files["generator"])]
+    cli_main(["edit", "--image", str(files["image"]), "--region", "0,0", "--steps", "1", "--scale", "3",
+              "--no-paste-back", "--device", "cpu", "--out", str(tmp_path / "pair.png"), *models])  # fmt: skip
+    assert "unconditional, the raw decode" in capsys.readouterr().out
+    pair = np.asarray(Image.open(tmp_path / "pair.png"))
+    assert pair.shape == (192, 2 * 192 + 6, 3)
+    assert (pair[:3, :24] == (228, 26, 28)).all(-1).all(), "cell 0,0 outlined, 3 px wide at scale 3"
+
+
+def test_sample_cli_labels_rows_and_writes_one_image_bare(files, tmp_path, capsys):
+    models = ["--vae", str(files["vae"]), "--generator", str(files["generator"]), "--steps", "2", "--device", "cpu"]
+    cli_main(["sample", "--class", "heart", "--n", "1", "--out", str(tmp_path / "one.png"), *models])
+    assert "(1 image, class heart)" in capsys.readouterr().out
+    assert Image.open(tmp_path / "one.png").size == (64, 64), "no border: ready to edit"
+    cli_main(["sample", "--per-class", "2", "--scale", "2", "--out", str(tmp_path / "grid.png"), *models])
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape[0] == 10 * (128 + 4) + 4, "ten rows of 2× tiles"
+    label_width = grid.shape[1] - (2 * (128 + 4) + 4)
+    assert label_width > 40 and (grid[:, :label_width] < 128).any(), "a column of class names left of the tiles"
 
 
 def test_sample_with_only_a_generator_pairs_it_with_the_embedded_vae(files, tmp_path, capsys):

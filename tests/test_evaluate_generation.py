@@ -3,9 +3,11 @@
 import json
 import warnings
 
+import pytest
+
 from tokenbridge import checkpoints, evaluate
 from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
-from tokenbridge.evaluation import sample_fingerprints
+from tokenbridge.evaluation import fingerprints_match, sample_fingerprints
 
 STORED_TOKEN_SUMS = [[31738, 31115, 32140, 32315, 32715, 31356, 32395, 33173],  # CFG 1
                      [31614, 31011, 32142, 32361, 32587, 31485, 32405, 33184]]  # CFG 4: guidance changes the samples
@@ -31,3 +33,14 @@ def test_generation_cli_stores_regenerable_fingerprints_per_setting(tmp_path, se
                 for sums in STORED_TOKEN_SUMS]  # fmt: skip
     assert [r["fingerprints"] for r in rows] == expected
     assert [sample_fingerprints(tiny_pipeline, classifier, 8, 0, **r["sampler"]) for r in rows] == expected
+
+
+def test_fingerprints_match_allows_a_few_flipped_samples_not_other_settings():
+    cfg1, cfg4 = ([{"label": i, "predicted": 1, "token_sum": t} for i, t in enumerate(sums)]
+                  for sums in STORED_TOKEN_SUMS)  # fmt: skip
+    one_flipped = [*cfg1[:3], {**cfg1[3], "token_sum": cfg1[3]["token_sum"] + 3}, *cfg1[4:]]
+    assert fingerprints_match(cfg1, cfg1) and fingerprints_match(one_flipped, cfg1)
+    assert not fingerprints_match(cfg4, cfg1), "another CFG scale changes nearly every sample"
+    assert not fingerprints_match(one_flipped, cfg1, flips=0)
+    with pytest.raises(ValueError, match="7 live fingerprints against 8 stored"):
+        fingerprints_match(cfg1[:7], cfg1)

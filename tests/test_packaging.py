@@ -52,3 +52,11 @@ def test_readme_opens_with_the_app_and_test_commands():
     assert block == ["pip install -e . && python app/main.py", 'pip install -e ".[dev]" && pytest --nbval']
     assert readme.index("```bash") < readme.index("\n## ")  # before any section
     assert (ROOT / "app" / "main.py").exists()
+
+
+def test_readme_offers_the_cpu_build_first_and_ci_runs_the_notebooks_on_one_thread_too():
+    readme = (ROOT / "README.md").read_text()
+    before_the_commands = readme.split("```bash\n", 1)[0]
+    assert "`pip install torch --index-url https://download.pytorch.org/whl/cpu`" in before_the_commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "OMP_NUM_THREADS=1 pytest --nbval" in ci.split("eval \"$test_command\"", 1)[1], "after the README's run"

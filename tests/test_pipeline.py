@@ -12,7 +12,7 @@ from tokenbridge.classifier import ShapesClassifier, ClassifierConfig
 from tokenbridge.data import CLASS_NAMES
 from tokenbridge.evaluation import QuantSetting, generation_metrics, reconstruction_table, settings_grid, shapes_images
 from tokenbridge.generator import tokenbridge_tiny
-from tokenbridge.pipeline import Pipeline
+from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 
 
 
@@ -143,4 +143,4 @@ def test_generation_metrics_are_seeded(pipe, seeded):
     with pytest.warns(UserWarning, match="strongly biased"):
         assert generation_metrics(pipe, rigged, 6, num_steps=2)["class_accuracy"] == round(1 / 6, 4)
     assert (a["class_accuracy"], a["fd_shapes"]) == (b["class_accuracy"], b["fd_shapes"])  # batch-independent
-    assert a["sampler"]["num_steps"] == 2 and a["sampler"]["order"] == "confidence"
+    assert a["sampler"] == {**SAMPLER_DEFAULTS, "num_steps": 2}, "the settings used, defaults included"

@@ -1,7 +1,7 @@
 """Command line: sample a grid of images, or re-sample a region of an image's tokens.
 
-    python -m tokenbridge sample --class star --n 16 --order confidence --out grid.png
-    python -m tokenbridge edit --image in.png --region 2:6,2:6 --class star --out out.png
+    python -m tokenbridge sample --per-class 8 --scale 2 --out grid.png     # one labelled row per class
+    python -m tokenbridge edit --image in.png --region 2:6,2:6 --class star --out before_after.png --out-after after.png
 
 ``--vae``/``--generator`` default to the embedded models; either one alone is paired with the
 embedded other when they fit. Bad arguments end in one line and exit status 2 (`tokenbridge.cli`),
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from tokenbridge import checkpoints, cli
-from tokenbridge.data import image_grid, load_image, to_uint8_image
+from tokenbridge import checkpoints, cli, pictures
+from tokenbridge.compositing import FEATHER
+from tokenbridge.data import load_image, to_uint8_image
 from tokenbridge.generator import GeneratorConfig
 from tokenbridge.pipeline import EMBEDDED, SAMPLER_DEFAULTS, Pipeline
 from tokenbridge.sampling import CFG_MODES, CFG_SCHEDULES, ORDERS
@@ -70,13 +71,15 @@ def region_range(text: str) -> tuple[tuple[int, int | None], tuple[int, int | No
     return tuple(ranges)
 
 
-def _add_model_flags(p: argparse.ArgumentParser, out: str) -> None:
-    """Flags every sub-command shares: models, device, seed, output file and the sampler settings."""
+def _add_model_flags(p: argparse.ArgumentParser, out: str, seed: str, what: str) -> None:
+    """Flags every sub-command shares: models, device, seed, output file and scale, the sampler settings."""
     p.add_argument("--vae", type=cli.existing_file, help="VAE file (default: the embedded one)")
     p.add_argument("--generator", type=cli.existing_file, help="generator file (default: the embedded one)")
     p.add_argument("--device", type=cli.device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--seed", type=cli.number(int, 0), default=0, help="image i uses seed + i")
-    p.add_argument("--out", type=cli.output_image, default=out, help=f"image file to write (default: {out})")
+    p.add_argument("--seed", type=cli.number(int, 0), default=0, help=seed)
+    p.add_argument("--out", type=cli.output_image, default=out, help=f"image file to write: {what} (default: {out})")
+    p.add_argument("--scale", type=cli.number(int, 1, 16), default=1,
+                   help="enlarge the written images N times, nearest neighbour (default: 1)")  # fmt: skip
     for name, (flag, options) in SAMPLER_FLAGS.items():
         p.add_argument(flag, dest=name, default=None, help=f"default: {SAMPLER_DEFAULTS[name]}", **options)
 
@@ -94,7 +97,8 @@ def build_parser() -> cli.ArgumentParser:
     which.add_argument("--per-class", type=count, help="a grid with this many samples of every class, one row each")
     s.add_argument("--n", type=count, default=16, help="number of images")
     s.add_argument("--columns", type=count, default=8, help="images per grid row")
-    _add_model_flags(s, "samples.png")
+    _add_model_flags(s, "samples.png", "image i uses seed + i", "a grid, each row labelled with its class (one "
+                     "image: that image alone, no border)")  # fmt: skip
     s.set_defaults(run=_sample, parser=s)
 
     e = sub.add_parser("edit", help="re-sample a region of an image's tokens, keeping the rest")
@@ -103,7 +107,14 @@ def build_parser() -> cli.ArgumentParser:
     e.add_argument("--region", type=region_range, required=True,
                    help="ROWS,COLUMNS on the token grid to re-sample, half-open: 2:6,2:6 (or 3,0:8; 2:,: ...)")
     e.add_argument("--class", dest="class_", help="class name or id of the new content (omit: unconditional)")
-    _add_model_flags(e, "edited.png")
+    e.add_argument("--feather", type=cli.number(float, 0), default=FEATHER,
+                   help=f"pixels over which the edit blends into the original outside the region; farther "
+                        f"pixels stay the input's exactly (default: {FEATHER}; 0: a hard edge)")  # fmt: skip
+    e.add_argument("--no-paste-back", dest="paste", action="store_false",
+                   help="write the raw decode instead: the decoder then changes pixels outside the region too")
+    e.add_argument("--out-after", type=cli.output_image, help="also write the edited image alone to this file")
+    _add_model_flags(e, "edited.png", "the sampler's seed (same seed, same edit)",
+                     "before | after side by side, the region outlined")  # fmt: skip
     e.set_defaults(run=_edit, parser=e)
     return parser
 
@@ -200,18 +211,26 @@ def _sample(pipe, args: argparse.Namespace) -> str:
         labels, what = None, "unconditional"
     count = len(labels) if labels is not None else args.n
     images = pipe.generate(labels, seed=args.seed, batch_size=count, **_sampler(args))
-    Image.fromarray(image_grid(images, columns=args.columns)).save(args.out)
-    return f"wrote {args.out} ({count} images, {what})"
+    columns = min(args.columns, count)
+    row_labels = None if labels is None else [pipe.classes[c] for c in labels[::columns]]
+    Image.fromarray(pictures.labelled_grid(images, columns, row_labels, args.scale)).save(args.out)
+    return f"wrote {args.out} ({count} image{'s' if count != 1 else ''}, {what})"
 
 
 def _edit(pipe, args: argparse.Namespace) -> str:
     labels = None if args.label is None else [args.label]
-    edited = pipe.edit(args.images, args.region_mask, labels, seed=args.seed, **_sampler(args))
-    Image.fromarray(to_uint8_image(edited[0])).save(args.out)
+    edited = pipe.edit(args.images, args.region_mask, labels, seed=args.seed, feather=args.feather,
+                       paste=args.paste, **_sampler(args))  # fmt: skip
+    Image.fromarray(pictures.before_after(args.images[0], edited[0], args.region_mask, args.scale)).save(args.out)
+    written = f"{args.out} (before | after)"
+    if args.out_after is not None:
+        Image.fromarray(pictures.enlarge(to_uint8_image(edited[0]), args.scale)).save(args.out_after)
+        written += f" and {args.out_after} (after)"
     (r0, r1), (c0, c1) = [(a, b if b is not None else pipe.generator.config.grid_size) for a, b in args.region]
     what = "unconditional" if args.label is None else f"class {pipe.classes[args.label]}"
-    return (f"wrote {args.out} (rows {r0}:{r1}, columns {c0}:{c1}: {int(args.region_mask.sum())} of "
-            f"{args.region_mask.numel()} tokens re-sampled, {what})")  # fmt: skip
+    pasted = f"pasted back with a {args.feather:g}-pixel feather" if args.paste else "the raw decode"
+    return (f"wrote {written}: rows {r0}:{r1}, columns {c0}:{c1}: {int(args.region_mask.sum())} of "
+            f"{args.region_mask.numel()} tokens re-sampled, {what}, {pasted}")  # fmt: skip
 
 
 def _sampler(args: argparse.Namespace) -> dict:

@@ -164,6 +164,18 @@ def sample_fingerprints(pipe, classifier, count: int, seed: int = 0, **sampler) 
             for label, p, t in zip(labels, predicted.cpu(), tokens)]  # fmt: skip
 
 
+def fingerprints_match(live: list[dict], stored: list[dict], flips: int = 2) -> bool:
+    """Whether regenerated `sample_fingerprints` are the stored ones: all but at most ``flips`` identical.
+
+    Why not all: the last bit of a matrix product depends on the number of CPU threads (and the
+    machine), and a channel value drawn at the edge of a bin then flips one token, which as
+    context changes the rest of its sample; other weights or settings change nearly every sample.
+    """
+    if len(live) != len(stored):
+        raise ValueError(f"{len(live)} live fingerprints against {len(stored)} stored ones")
+    return sum(a == b for a, b in zip(live, stored)) >= len(live) - flips
+
+
 # ------------------------------------------------------------------------------------------------
 # Token editing (notebook 06)
 # ------------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@
     for step in pipe.steps([3], seed=0, preview=True): ...
     edited = pipe.edit(images, region, labels=[3] * len(images), seed=0)   # region: bool [h, w] token grid
 
-Images are ``[B, 3, H, W]`` float32 in [-1, 1] on the CPU; latents are *scaled* (what the
-quantizer sees). The generator's config fixes the quantizer (levels, value range, std range) and
-the channel order; a pipeline without a generator uses the official quantizer and reconstructs only.
+`edit` pastes its decode back into the input images: pixels farther than ``feather`` (4) pixels
+from the region stay the input's. Images are ``[B, 3, H, W]`` float32 in [-1, 1] on the CPU;
+latents are *scaled* (what the quantizer sees). The generator's config fixes the quantizer
+(levels, value range, std range) and the channel order; a pipeline without a generator uses the
+official quantizer and reconstructs only.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from typing import Iterator, Sequence
 import torch
 
 from tokenbridge import checkpoints
+from tokenbridge.compositing import FEATHER, paste_back
 from tokenbridge.quantizer import GaussianQuantizer
 from tokenbridge.sampling import sample_steps
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED = {"vae": ASSETS / "vae_small.safetensors", "generator": ASSETS / "generator_small.safetensors"}
 
-SAMPLER_DEFAULTS = dict(num_steps=16, cfg=3.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0,
-                        order="confidence", gumbel=0.0)  # fmt: skip
-"""Sampler settings of the embedded default (the app's initial values)."""
+SAMPLER_DEFAULTS = dict(num_steps=16, cfg=2.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0,
+                        order="random", gumbel=0.0)  # fmt: skip
+"""Sampler settings of the embedded default: the pipeline's, the app's initial values and the command
+line's. Measured, not chosen: the best row of ``results/sampler_defaults.json`` (highest class
+accuracy of the shipped generator), written by ``python -m tokenbridge.defaults_sweep``; a test
+checks they are equal, so re-run the sweep and copy its best row here when the generator changes."""
 
 
 @dataclass
@@ -285,10 +291,14 @@ class Pipeline:
         edited = _final_tokens(self.edit_steps(tokens, region, labels, seed, **sampler))
         return edited.to(torch.as_tensor(tokens).dtype)
 
-    def edit(self, images: torch.Tensor, region, labels=None, seed: int = 0, **sampler) -> torch.Tensor:
+    def edit(self, images: torch.Tensor, region, labels=None, seed: int = 0, feather: float = FEATHER,
+             paste: bool = True, **sampler) -> torch.Tensor:  # fmt: skip
         """Images ``[B, 3, H, W]`` (or one ``[3, H, W]``, H = W = `image_size`) with ``region`` re-sampled.
 
-        Encode → quantize → `edit_tokens` → decode; returns the input's shape. Arguments as `edit_steps`.
+        Encode → quantize → `edit_tokens` → decode, then (``paste``) `compositing.paste_back` into
+        ``images``: pixels farther than ``feather`` pixels from the region's cells are the input's
+        bit for bit (the decoder would change them a little). ``paste=False``: the raw decode.
+        Returns the input's shape; other arguments as `edit_steps`.
         """
         self._require_generator()
         size = self.image_size
@@ -297,7 +307,10 @@ class Pipeline:
             raise ValueError(f"images must be [B, 3, {size}, {size}] or [3, {size}, {size}] in [-1, 1], got "
                              f"shape {list(images.shape)}")  # fmt: skip
         edited = self.edit_tokens(self.encode_tokens(batch), region, labels, seed, **sampler)
-        return self.decode(self.tokens_to_latents(edited)).reshape(images.shape)
+        decoded = self.decode(self.tokens_to_latents(edited))
+        if paste:
+            decoded = paste_back(batch.cpu(), decoded, torch.as_tensor(region), feather)
+        return decoded.reshape(images.shape)
 
     def describe(self) -> dict:
         """What is loaded: presets, parameter counts, levels, channel order, device, dtype, sources."""

@@ -4,7 +4,10 @@ Pick an image (held-out shapes sample, upload, or an image of the last Generate 
 Load; select token-grid cells by clicking the image (a click toggles a cell) or by typing them
 (``ROWS,COLUMNS`` half-open ranges as in ``python -m tokenbridge edit --region``, several joined
 by ``;``, e.g. ``2:6,2:6; 0,7``); pick a class, order and seed; "Edit" streams the region's steps
-(`Pipeline.edit_steps`) and ends with before / after, the changed cells outlined.
+(`Pipeline.edit_steps`) and ends with before / after, the changed cells outlined; the after image
+is the decode pasted back into the original pixels with a feathered edge (`tokenbridge.compositing`,
+as `Pipeline.edit`), unless the raw decode is asked for. Input errors of the image and cell
+controls are said in the tab's info line, and the image stays (`app.widgets.said_in_info`).
 
 `build(pipeline, session)` is called by `app.main.build_demo` inside the tab; ``session`` is the
 Generate tab's `gr.State` (its last run).
@@ -22,12 +25,16 @@ import torch
 
 from app import analysis, figures
 from app.state import CFG_RANGE, MAX_SEED, UNCONDITIONAL, choice, class_index, integer, last_generated, number
-from app.widgets import SOURCES, STATE_TTL_S, enlarge, image_picker, user_errors
-from tokenbridge.data import to_uint8_image
+from app.widgets import SOURCES, STATE_TTL_S, enlarge, image_picker, said_in_info
+from tokenbridge.compositing import FEATHER, paste_back
+from tokenbridge.data import from_uint8_image, to_uint8_image
+from tokenbridge.pictures import OUTLINE, outline
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 from tokenbridge.sampling import ORDERS
 
-SELECTED, CHANGED, GRID_LINE = (245, 133, 24), (228, 26, 28), (255, 255, 255)
+SELECTED, CHANGED, GRID_LINE = (245, 133, 24), OUTLINE, (255, 255, 255)
+FEATHER_RANGE = (0, 16)
+INTRO = "Pick an image and press **Load**, then click cells to select the region to re-sample."
 NO_CELL = ("no cell selected: click cells on the image (or type rows,columns such as 2:6,2:6) "
            "before pressing Edit")  # fmt: skip
 NO_IMAGE = "no image loaded: pick an image and press Load (Edit tab) first"
@@ -35,11 +42,11 @@ NO_IMAGE = "no image loaded: pick an image and press Load (Edit tab) first"
 
 @dataclass
 class EditImage:
-    """The tab's current image (per session): its tokens, their decode, and the last edit's result."""
+    """The tab's current image (per session): its pixels, its tokens, and the last edit's result."""
 
     source: str
-    image: np.ndarray  # uint8 [H, W, 3], decoded from ``tokens``
-    tokens: torch.Tensor  # [N, C] indices, VAE channel order
+    image: np.ndarray  # uint8 [H, W, 3]: the pixels an edit is pasted back into
+    tokens: torch.Tensor  # [N, C] indices, VAE channel order (the image's, as encoded or generated)
     result: EditImage | None = None
     job: object | None = None  # the edit streaming now; a newer Edit in the session stops it
 
@@ -121,24 +128,6 @@ def with_grid(image_HW3: np.ndarray, grid: int, selected: np.ndarray) -> np.ndar
     return outline(big.round().astype(np.uint8), grid, selected, SELECTED)
 
 
-def outline(big: np.ndarray, grid: int, cells: np.ndarray, colour, width: int = 2) -> np.ndarray:
-    """``big`` (already enlarged) with the border of the cell set ``cells`` ``[grid, grid]`` drawn."""
-    big = big.copy()
-    e = _edges(big.shape[0], grid)
-    padded = np.pad(cells, 1)
-    for r, c in zip(*np.nonzero(cells)):
-        top, bottom, left, right = e[r], e[r + 1], e[c], e[c + 1]
-        if not padded[r, c + 1]:
-            big[top : top + width, left:right] = colour
-        if not padded[r + 2, c + 1]:
-            big[bottom - width : bottom, left:right] = colour
-        if not padded[r + 1, c]:
-            big[top:bottom, left : left + width] = colour
-        if not padded[r + 1, c + 2]:
-            big[top:bottom, right - width : right] = colour
-    return big
-
-
 def cell_at(index, size: int, grid: int) -> tuple[int, int]:
     """The (row, col) under pixel ``index`` = (x, y) of an enlarged image ``size`` pixels wide."""
     x, y = (min(max(int(v), 0), size - 1) for v in index)
@@ -162,10 +151,6 @@ class Handlers:
         if self.pipeline.generator is None:
             raise ValueError("this pipeline has no generator: start the app with --generator PATH to edit")
 
-    def _from_tokens(self, source: str, tokens: torch.Tensor) -> EditImage:
-        latents = self.pipeline.tokens_to_latents(tokens[None].long())
-        return EditImage(source, to_uint8_image(self.pipeline.decode(latents))[0], tokens.long().clone())
-
     def pick(self, source, shape, sample, upload, generated, session) -> EditImage:
         self._require_generator()
         choice("image source", source, SOURCES)
@@ -175,7 +160,7 @@ class Handlers:
                              run.tokens[k - 1].clone())  # fmt: skip
         image = analysis.picked_image(self.pipeline, source, shape, sample, upload)
         name = f"shapes sample {int(sample)} of {shape!r}" if source == "shapes sample" else source
-        return self._from_tokens(name, self.pipeline.encode_tokens(image[None])[0])
+        return EditImage(name, to_uint8_image(image), self.pipeline.encode_tokens(image[None])[0].long())
 
     def load(self, source, shape, sample, upload, generated, region, session):
         current = self.pick(source, shape, sample, upload, generated, session)
@@ -187,17 +172,19 @@ class Handlers:
         current = current.result
         return self._shown(current, region), self._info(current), current
 
-    def _info(self, current: EditImage) -> str:
+    def _info(self, current: EditImage | None) -> str:
+        if current is None:
+            return INTRO
         n = current.tokens.shape[0]
-        return (f"**{current.source}** · {self.grid}×{self.grid} = {n} tokens (as decoded from its tokens) · click "
-                f"cells to select or unselect them, or type them below")  # fmt: skip
+        return (f"**{current.source}** · {self.grid}×{self.grid} = {n} tokens · click cells to select or unselect "
+                f"them, or type them below")  # fmt: skip
 
     def _shown(self, current: EditImage | None, region) -> np.ndarray | None:
         selected = parse_region(region, self.grid)
         return None if current is None else with_grid(current.image, self.grid, selected)
 
     def redraw(self, region, current):
-        return self._shown(current, region)
+        return self._shown(current, region), self._info(current)
 
     def toggle(self, region, current, evt: gr.SelectData):
         if current is None:
@@ -206,14 +193,14 @@ class Handlers:
         row, col = cell_at(evt.index, enlarge(current.image).shape[0], self.grid)
         selected[row, col] = not selected[row, col]
         text = format_region(selected)
-        return text, self._shown(current, text)
+        return text, self._shown(current, text), self._info(current)
 
     def invert(self, region, current):
         text = format_region(~parse_region(region, self.grid))
-        return text, self._shown(current, text)
+        return text, self._shown(current, text), self._info(current)
 
     def clear(self, current):
-        return "", self._shown(current, "")
+        return "", self._shown(current, ""), self._info(current)
 
     def settings(self, region, class_name, order, seed, steps, cfg, current) -> tuple[np.ndarray, dict]:
         """The checked region ``[grid, grid]`` and `Pipeline.edit_steps` keywords."""
@@ -231,11 +218,13 @@ class Handlers:
             cfg=number("CFG scale", cfg, *CFG_RANGE),
         )  # fmt: skip
 
-    def edit(self, region, class_name, order, seed, steps, cfg, current):
+    def edit(self, region, class_name, order, seed, steps, cfg, current, feather=FEATHER, paste=True):
         selected, kw = self.settings(region, class_name, order, seed, steps, cfg, current)
+        pasted = integer("feather", feather, *FEATHER_RANGE) if paste else None
         run = self.pipeline.edit_steps(current.tokens[None], torch.from_numpy(selected), preview=True, **kw)
         current.job = job = object()
         commit_step = np.full(self.grid * self.grid, -1, dtype=np.int16)
+        commit_score = np.full(self.grid * self.grid, np.nan, dtype=np.float32)
         before = outline(enlarge(current.image), self.grid, selected, SELECTED)
         for out in run:
             if current.job is not job:  # a newer Edit in this session took over
@@ -243,17 +232,20 @@ class Handlers:
                 return
             s = out.step
             committed, mask = s.committed[0].cpu().numpy(), s.mask[0].cpu().numpy()
-            commit_step[committed] = s.step
-            preview = to_uint8_image(out.preview)[0]
+            score = s.confidence[0].float().cpu().numpy()
+            commit_step[committed], commit_score[committed] = s.step, score[committed]
             status = self._status(s, selected, kw, committed, mask)
+            known = commit_step >= 0
             maps = (figures.committed_map(mask, committed, commit_step, self.grid,
                                           "positions (outside the region: kept)"),
-                    figures.confidence_map(s.confidence[0].float().cpu().numpy(), committed, self.grid,
+                    figures.confidence_map(np.where(known, commit_score, score), known, committed, self.grid,
                                            "confidence in the region"))  # fmt: skip
             after = None
             if s.step == s.num_steps - 1:
-                before, after, status = self._finish(current, s.tokens[0].cpu(), preview, status)
-            yield outline(enlarge(preview), self.grid, selected, SELECTED), status, *maps, before, after
+                before, after, status = self._finish(current, s.tokens[0].cpu(), out.preview, selected, pasted,
+                                                     status)  # fmt: skip
+            shown = outline(enlarge(to_uint8_image(out.preview)[0]), self.grid, selected, SELECTED)
+            yield shown, status, *maps, before, after
 
     def _status(self, s, selected, kw, committed, mask) -> str:
         total, t = int(selected.sum()), s.step + 1
@@ -261,11 +253,17 @@ class Handlers:
         return (f"**step {t} / {s.num_steps}** {bar.ljust(10, '▱')} · {int(mask.sum())} of {total} selected cells "
                 f"still masked · {int(committed.sum())} committed at this step · CFG w = {s.cfg:.2f}")  # fmt: skip
 
-    def _finish(self, current: EditImage, tokens: torch.Tensor, after: np.ndarray, status: str) -> tuple:
-        """Before / after with the changed cells outlined; the result kept for "Use the result"."""
+    def _finish(self, current: EditImage, tokens: torch.Tensor, decoded: torch.Tensor, selected: np.ndarray,
+                feather: int | None, status: str) -> tuple:  # fmt: skip
+        """Before / after with the changed cells outlined, after = ``decoded`` ``[1, 3, H, W]`` pasted
+        back into the image (``feather`` None: the raw decode); the result kept for "Use the result"."""
+        if feather is not None:
+            decoded = paste_back(from_uint8_image(current.image)[None], decoded, torch.from_numpy(selected), feather)
+        after = to_uint8_image(decoded)[0]
         changed = (tokens != current.tokens).any(dim=-1).reshape(self.grid, self.grid).numpy()
         current.result = EditImage(f"the edit of {current.source}", after, tokens.long())
-        status += f" · **done**: {int(changed.sum())} cell(s) changed (outlined red)"
+        kept = "the raw decode" if feather is None else f"pasted back, feather {feather} px"
+        status += f" · **done**: {int(changed.sum())} cell(s) changed (outlined red) · {kept}"
         return (outline(enlarge(current.image), self.grid, changed, CHANGED),
                 outline(enlarge(after), self.grid, changed, CHANGED), status)  # fmt: skip
 
@@ -292,6 +290,10 @@ def _controls(pipeline: Pipeline) -> SimpleNamespace:
     ui.seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
     ui.steps = gr.Slider(1, seq_len, value=min(8, seq_len), step=1, label="steps (at most one per selected cell)")
     ui.cfg = gr.Slider(*CFG_RANGE, value=SAMPLER_DEFAULTS["cfg"], step=0.1, label="CFG scale w")
+    ui.paste = gr.Checkbox(True, label="paste the original back outside the region (off: the raw decode, which "
+                           "changes pixels everywhere a little)", elem_id="edit-paste")  # fmt: skip
+    ui.feather = gr.Slider(*FEATHER_RANGE, value=FEATHER, step=1, label="feather (pixels of blending outside the "
+                           "region)", elem_id="edit-feather")  # fmt: skip
     with gr.Row():
         ui.edit = gr.Button("Edit", variant="primary", min_width=80, elem_id="edit-btn")
         ui.again = gr.Button("Use the result", min_width=80, elem_id="edit-again")
@@ -300,8 +302,7 @@ def _controls(pipeline: Pipeline) -> SimpleNamespace:
 
 def _outputs(ui: SimpleNamespace) -> None:
     """The right column: the image to click, the streamed steps, before / after."""
-    ui.info = gr.Markdown("Pick an image and press **Load**, then click cells to select the region to re-sample.",
-                          elem_id="edit-info")  # fmt: skip
+    ui.info = gr.Markdown(INTRO, elem_id="edit-info")
     image = dict(interactive=False, format="png", height=260, elem_classes=["pixelated"])
     with gr.Row():
         ui.image = gr.Image(label="click cells to select", elem_id="edit-image", **image)
@@ -309,9 +310,10 @@ def _outputs(ui: SimpleNamespace) -> None:
         ui.after = gr.Image(label="after", elem_id="edit-after", **image)
     ui.status = gr.Markdown("", elem_id="edit-status")
     with gr.Row():
-        ui.preview = gr.Image(label="preview (masked: prior mean 0)", elem_id="edit-preview", **image)
+        ui.preview = gr.Image(label="preview", elem_id="edit-preview", **image)
         ui.committed = gr.Plot(label="committed / masked", elem_id="edit-committed")
         ui.confidence = gr.Plot(label="confidence", elem_id="edit-confidence")
+    gr.Markdown(figures.MAPS_NOTE, elem_classes=["note"])
 
 
 def build(pipeline: Pipeline, session: gr.State) -> None:
@@ -328,15 +330,17 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
         with gr.Column(scale=3):
             _outputs(ui)
     picked = [ui.source, ui.shape, ui.sample, ui.upload, ui.generated, ui.region, session]
-    ui.load.click(user_errors(h.load), picked, [ui.image, ui.info, current], api_name="edit_load")
-    ui.again.click(user_errors(h.use_result), [ui.region, current], [ui.image, ui.info, current],
-                   api_name="edit_result")  # fmt: skip
-    ui.image.select(user_errors(h.toggle), [ui.region, current], [ui.region, ui.image], api_name=False)
+    loaded = [ui.image, ui.info, current]
+    ui.load.click(said_in_info(h.load, loaded, ui.info), picked, loaded, api_name="edit_load")
+    ui.again.click(said_in_info(h.use_result, loaded, ui.info), [ui.region, current], loaded, api_name="edit_result")
+    cells = [ui.region, ui.image, ui.info]
+    ui.image.select(said_in_info(h.toggle, cells, ui.info), [ui.region, current], cells, api_name=False)
     for event in (ui.region.submit, ui.region.blur):
-        event(user_errors(h.redraw), [ui.region, current], [ui.image], api_name=False, trigger_mode="always_last")
-    ui.clear.click(h.clear, [current], [ui.region, ui.image], api_name=False)
-    ui.invert.click(user_errors(h.invert), [ui.region, current], [ui.region, ui.image], api_name=False)
-    settings = [ui.region, ui.class_name, ui.order, ui.seed, ui.steps, ui.cfg, current]
+        event(said_in_info(h.redraw, cells[1:], ui.info), [ui.region, current], cells[1:], api_name=False,
+              trigger_mode="always_last")  # fmt: skip
+    ui.clear.click(h.clear, [current], cells, api_name=False)
+    ui.invert.click(said_in_info(h.invert, cells, ui.info), [ui.region, current], cells, api_name=False)
+    settings = [ui.region, ui.class_name, ui.order, ui.seed, ui.steps, ui.cfg, current, ui.feather, ui.paste]
     shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.before, ui.after]
-    ui.edit.click(user_errors(h.edit), settings, shown, api_name="edit", concurrency_id="sampler",
-                  show_progress="minimal")  # fmt: skip
+    ui.edit.click(said_in_info(h.edit, shown, ui.status), settings, shown, api_name="edit",
+                  concurrency_id="sampler", show_progress="minimal")  # fmt: skip

@@ -39,7 +39,7 @@ class Handlers:
     def render(self, run: Run, t: int, view) -> tuple:
         """Outputs showing step ``t`` of ``run`` (maps for image ``view``, 1-based)."""
         b = run.settings.batch_size
-        i = min(integer("image in batch", view, 1, MAX_BATCH), b) - 1
+        i = min(integer("image in batch", view, 1, MAX_BATCH), b) - 1  # the slider is bound to b below
         rec = run.records[t]
         total, left = run.seq_len, int(rec.mask[i].sum())
         done = run.finished and t == len(run.records) - 1
@@ -56,10 +56,12 @@ class Handlers:
             status,
             figures.committed_map(rec.mask[i], rec.committed[i], committed_before, run.grid,
                                   f"image {i + 1}: positions"),  # fmt: skip
-            figures.confidence_map(rec.confidence[i], rec.committed[i], run.grid, f"image {i + 1}: confidence"),
+            figures.confidence_map(run.scores(t)[i], run.known(t)[i], rec.committed[i], run.grid,
+                                   f"image {i + 1}: confidence"),  # fmt: skip
             figures.remaining_plot(run.planned, [int(r.mask[i].sum()) for r in run.records], t, total),
             gr.update(maximum=max(len(run.records), 2), value=t + 1),
             gallery,
+            gr.update(maximum=max(b, 2), value=i + 1, interactive=b > 1),  # a slider needs min < max
         )
 
     def sample(self, class_name, seed, steps, cfg, cfg_schedule, cfg_mode, temperature, sampling_order, gumbel,
@@ -119,13 +121,14 @@ def _outputs(ui: SimpleNamespace) -> None:
     ui.status = gr.Markdown("Press **Generate** to watch the sampler, or **Step** to advance one iteration at a "
                             "time.", label="sampling status", elem_id="gen-status")  # fmt: skip
     with gr.Row():
-        ui.preview = gr.Image(label="preview (masked = prior mean 0)", interactive=False, format="png", height=300,
-                              elem_id="preview")  # fmt: skip
+        ui.preview = gr.Image(label="preview", interactive=False, format="png", height=300, elem_id="preview")
         ui.committed = gr.Plot(label="committed / masked", elem_id="committed-plot")
         ui.confidence = gr.Plot(label="confidence", elem_id="confidence-plot")
+    gr.Markdown(figures.MAPS_NOTE, elem_classes=["note"])
     with gr.Row():
         ui.step_slider = gr.Slider(1, 2, value=1, step=1, label="show step (scrub)", elem_id="step-slider")
-        ui.view = gr.Slider(1, MAX_BATCH, value=1, step=1, label="image in batch (maps)")
+        ui.view = gr.Slider(1, 2, value=1, step=1, label="image in batch (maps)", interactive=False,
+                            elem_id="view")  # bound to the batch of the run shown (`Handlers.render`)
     ui.remaining = gr.Plot(label="masked positions left", elem_id="remaining-plot")
     ui.gallery = gr.Gallery(label="final images", format="png", columns=8, height=280,
                             buttons=["download", "download_all", "fullscreen"], elem_id="gallery")  # fmt: skip
@@ -145,7 +148,7 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
             _outputs(ui)
     controls = [ui.class_name, ui.seed, ui.steps, ui.cfg, ui.cfg_schedule, ui.cfg_mode, ui.temperature,
                 ui.sampling_order, ui.gumbel, ui.batch, ui.view, session]  # fmt: skip
-    shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.remaining, ui.step_slider, ui.gallery]
+    shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.remaining, ui.step_slider, ui.gallery, ui.view]
     for button, api_name, to_the_end in ((ui.generate, "generate", True), (ui.step, "step", False)):
         button.click(user_errors(functools.partial(h.sample, to_the_end=to_the_end)), controls, shown + [session],
                      api_name=api_name, api_description=False,  # not the docstring of functools.partial
