@@ -94,9 +94,12 @@ def test_edit_tab_select_cells_by_click_and_run_one_edit(url, tmp_path):
         page.locator("#edit-info").get_by_text("shapes sample 0 of 'star'").wait_for(timeout=60_000)
         image, cells = page.locator("#edit-image img"), page.locator("#edit-region textarea")
         for row, col, text in [(2, 3, "2,3"), (2, 4, "2,3:5"), (3, 4, "2,3:5; 3,4"), (2, 3, "2:4,4")]:
-            box = image.bounding_box()  # click the middle of cell (row, col) of the 8×8 grid
+            box, shown = image.bounding_box(), image.get_attribute("src")  # click the middle of cell (row, col)
             image.click(position={"x": box["width"] * (col + 0.5) / 8, "y": box["height"] * (row + 0.5) / 8})
-            page.wait_for_function(f"() => document.querySelector('#edit-region textarea').value === {text!r}",
+            # the cells' text and the redrawn image both arrived: the click's event is over (a click while
+            # one is still running is dropped)
+            page.wait_for_function("([text, shown]) => document.querySelector('#edit-region textarea').value === text "
+                                   "&& document.querySelector('#edit-image img').src !== shown", arg=[text, shown],
                                    timeout=30_000)  # fmt: skip
         page.locator("#edit-btn").click()
         page.locator("#edit-status").get_by_text("done").wait_for(timeout=120_000)
