@@ -414,16 +414,27 @@ class TokenBridge(nn.Module):
             raise ValueError(f"unknown TokenBridge argument(s) {unknown}; valid: {', '.join(sorted(names))}")
         cfg = replace(config or GeneratorConfig(), **official_kwargs)
         self.config = cfg
-        enc, dec, ch = cfg.encoder_embed_dim, cfg.decoder_embed_dim, cfg.channel_embed_dim
-        n, c, eps = cfg.seq_len, cfg.token_dim, cfg.norm_eps
-        drops = (cfg.attn_dropout, cfg.proj_dropout)
         with torch.device("cpu"):  # plain tables, even when the module is built on "meta"
             self.quantizer = GaussianQuantizer(cfg.quant_levels, cfg.quant_max, cfg.std_range)
+        self._build_backbone(cfg)  # registration order = state-dict order and init draw order: keep it
+        self._build_backbone_options(cfg)
+        self._build_channel_head(cfg)
+        # buffers: causal mask (parallel head: each channel attends to itself only), quantizer tables
+        c = cfg.token_dim
+        blocked = torch.full((c, c), float("-inf"))
+        channel_mask = blocked.triu(1) if cfg.head == "autoregressive" else blocked.fill_diagonal_(0.0)
+        self.register_buffer("channel_mask", channel_mask)
+        self.register_buffer("reconstruction_values", _on_default_device(self.quantizer.values))
+        self.register_buffer("boundaries", _on_default_device(self.quantizer.boundaries))
+        self.initialize_weights()
 
-        # --- backbone: class embedding, encoder over known tokens (+ class buffer), decoder
+    def _build_backbone(self, cfg: GeneratorConfig) -> None:
+        """Class embedding, encoder over known tokens (+ class buffer), decoder (official modules)."""
+        enc, dec, n, eps = cfg.encoder_embed_dim, cfg.decoder_embed_dim, cfg.seq_len, cfg.norm_eps
+        drops = (cfg.attn_dropout, cfg.proj_dropout)
         self.class_emb = nn.Embedding(cfg.class_num, enc)
         self.fake_latent = nn.Parameter(torch.zeros(1, enc))
-        self.z_proj = nn.Linear(c, enc)
+        self.z_proj = nn.Linear(cfg.token_dim, enc)
         self.z_proj_ln = nn.LayerNorm(enc, eps=1e-6)  # 1e-6 in the official code whatever norm_layer is
         if cfg.absolute_position == "learned":
             self.encoder_pos_embed_learned = nn.Parameter(torch.zeros(1, n + cfg.buffer_size, enc))
@@ -439,11 +450,15 @@ class TokenBridge(nn.Module):
             Block(dec, cfg.decoder_num_heads, cfg.mlp_ratio, eps, *drops) for _ in range(cfg.decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(dec, eps=eps)
+
+    def _build_backbone_options(self, cfg: GeneratorConfig) -> None:
+        """Our recipe options' modules: decoder class input, local mixing, relative position bias."""
+        enc, dec = cfg.encoder_embed_dim, cfg.decoder_embed_dim
         if cfg.class_input == "buffer+decoder":
             self.decoder_class_proj = nn.Linear(enc, dec)
         if cfg.local_mixing == "conv":
             self.decoder_mixing = nn.ModuleList(
-                LocalMixing(dec, cfg.grid_size, cfg.buffer_size, eps) for _ in range(cfg.decoder_depth)
+                LocalMixing(dec, cfg.grid_size, cfg.buffer_size, cfg.norm_eps) for _ in range(cfg.decoder_depth)
             )
         if cfg.position_bias == "relative":
             self.encoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.encoder_num_heads,
@@ -451,28 +466,23 @@ class TokenBridge(nn.Module):
             self.decoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.decoder_num_heads,
                                                               cfg.decoder_depth)
 
-        # --- channel head (the parallel head has no token embeddings: it never sees sampled channels)
+    def _build_channel_head(self, cfg: GeneratorConfig) -> None:
+        """The channel head (the parallel head has no token embeddings: it never sees sampled channels)."""
+        dec, ch, c, eps = cfg.decoder_embed_dim, cfg.channel_embed_dim, cfg.token_dim, cfg.norm_eps
         self.condition_proj = nn.Linear(dec, ch)
         self.channel_embed = nn.Parameter(torch.zeros(1, c, ch))
         self.timesteps_embeddings = nn.Parameter(torch.zeros(1, c, ch))
         num_inputs = c - 1 if cfg.head == "autoregressive" else 0
         self.token_embeddings = nn.ModuleList(nn.Embedding(cfg.quant_levels, ch) for _ in range(num_inputs))
         self.channel_blocks = nn.ModuleList(
-            ChannelBlock(ch, cfg.channel_heads, cfg.mlp_ratio, eps, *drops) for _ in range(cfg.channel_depth)
+            ChannelBlock(ch, cfg.channel_heads, cfg.mlp_ratio, eps, cfg.attn_dropout, cfg.proj_dropout)
+            for _ in range(cfg.channel_depth)
         )
         self.channel_norm = nn.LayerNorm(ch, eps=eps)
         self.channel_final = FinalLayer(ch, eps)
         self.channel_heads = nn.ModuleList(nn.Linear(ch, cfg.quant_levels) for _ in range(c))
         if cfg.value_loss > 0:  # training only: regresses the masked tokens' values from z
             self.value_head = nn.Linear(dec, c)
-
-        # --- buffers: causal mask (parallel head: each channel attends to itself only), quantizer
-        blocked = torch.full((c, c), float("-inf"))
-        channel_mask = blocked.triu(1) if cfg.head == "autoregressive" else blocked.fill_diagonal_(0.0)
-        self.register_buffer("channel_mask", channel_mask)
-        self.register_buffer("reconstruction_values", _on_default_device(self.quantizer.values))
-        self.register_buffer("boundaries", _on_default_device(self.quantizer.boundaries))
-        self.initialize_weights()
 
     def initialize_weights(self) -> None:
         """MAR/official init: N(0, 0.02) embeddings, xavier Linear, zero-init AdaLN (DiT).

@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from tokenbridge import checkpoints, cli
 from tokenbridge.data import HELDOUT_SEED, LATENT_CACHE_FORMAT, TRAIN_SEED, ImageFolderDataset, ShapesDataset
@@ -307,12 +308,8 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     ``resume`` the saved state is continued; a missing one, or an existing one without it, is an
     error (see `resume_state`).
     """
-    from tqdm.auto import tqdm
-
     rank, world = _distributed()
-    device = pick_device(settings.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device = _training_device(settings.device, world)
     out_dir = Path(out_dir)
     state_path = out_dir / "state.pt"
     state = resume_state(out_dir, task.kind, settings.steps, resume)
@@ -348,20 +345,11 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings) * group["lr_scale"]
         batch = [t.to(device) for t in batches(step)]
-        rng = step_rng(settings.seed, step, rank, device)
-        # Dropout draws from torch's global RNG: seed it per step inside a fork, so a resumed run
-        # repeats the same masks and nothing outside this loop sees the change.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(rng.initial_seed())
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
-                loss, logs = task.loss(net, batch, rng)
+        loss, logs = step_loss(task, net, batch, step_rng(settings.seed, step, rank, device), settings.precision)
         optimize(loss, model, ema, optimizer, settings, step)
         if step % settings.log_every == 0:
-            value = loss.item()
-            bar.set_postfix(loss=f"{value:.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
-            if rank == 0:
-                log.write({"step": step, "loss": f"{value:.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
-                           "lr": f"{lr_at(step, settings):.6g}", "seconds": f"{wall + time.time() - t0:.2f}"})
+            report_step(bar, log if rank == 0 else None, step, loss.item(), logs, lr_at(step, settings),
+                        wall + time.time() - t0)  # fmt: skip
         if settings.snapshot_every and rank == 0 and (step + 1) % settings.snapshot_every == 0:
             save_snapshot(task, ema, out_dir, step + 1, settings.batch_size, wall + time.time() - t0)
         if time.time() - last_save > settings.checkpoint_every:
@@ -371,13 +359,46 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     if world > 1:
         check_replicas_agree(model)
         check_replicas_agree(ema)
-    info = {"steps": settings.steps, "wall_time_s": round(wall + time.time() - t0, 1), "world_size": world,
+    return ema.eval(), run_info(settings.steps, wall + time.time() - t0, world, device, history)
+
+
+def report_step(bar, log: MetricsLog | None, step: int, loss: float, logs: dict, lr: float, seconds: float) -> None:
+    """Show a logged step on the progress bar and append it to ``metrics.csv`` (``log``: rank 0 only)."""
+    bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
+    if log is not None:
+        log.write({"step": step, "loss": f"{loss:.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
+                   "lr": f"{lr:.6g}", "seconds": f"{seconds:.2f}"})  # fmt: skip
+
+
+def _training_device(name: str, world: int) -> torch.device:
+    """The device of ``name``; under DDP on CUDA, this process's GPU (``LOCAL_RANK``)."""
+    device = pick_device(name)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def step_loss(task: Task, net: nn.Module, batch: list[torch.Tensor], rng: torch.Generator,
+              precision: str) -> tuple[torch.Tensor, dict]:  # fmt: skip
+    """``task.loss`` of one step, under bf16 autocast for ``precision="bf16"``. Dropout draws from
+    torch's global RNG: it is seeded from ``rng`` inside a fork, so a resumed run repeats the same
+    masks and nothing outside the loop sees the change."""
+    device = rng.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(rng.initial_seed())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return task.loss(net, batch, rng)
+
+
+def run_info(steps: int, wall: float, world: int, device: torch.device, history: list) -> dict:
+    """What `train` reports about a finished run (the export sidecar's fields)."""
+    info = {"steps": steps, "wall_time_s": round(wall, 1), "world_size": world,
             "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device)}  # fmt: skip
     if world > 1:
-        info["replicas_identical"] = True
+        info["replicas_identical"] = True  # `check_replicas_agree` passed
     if history:
         info["earlier_settings"] = history
-    return ema.eval(), info
+    return info
 
 
 def export(task: Task, ema: nn.Module, info: dict, settings: LoopSettings, export_path: str | os.PathLike,
@@ -637,7 +658,7 @@ def build_parser() -> cli.ArgumentParser:
     """The training command line; every value is range-checked as it is parsed."""
     parser = cli.ArgumentParser(prog="python -m tokenbridge.train", description=__doc__.split("\n\n")[0],
                                 epilog="python -m tokenbridge.train plot RUN [--out PNG]: draw RUN/metrics.csv")  # fmt: skip
-    count, positive = cli.number(int, 1), cli.number(float, 0, low_open=True)
+    count = cli.number(int, 1)
     parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("--out", required=True, help="run folder (training state, metrics.csv; resumable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -655,6 +676,23 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
     parser.add_argument("--head-positions", type=count, default=None,
                         help="generator: masked positions per image fed to the channel head (default: all)")
+    _add_generator_recipe_options(parser)
+    parser.add_argument("--eval-samples", type=cli.number(int, 2), default=500,
+                        help="samples per order in the export metrics")
+    parser.add_argument("--kl-weight", type=cli.number(float, 0), default=5e-4,
+                        help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
+    parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
+    parser.add_argument("--latent-channels", type=count, default=None,
+                        help="vae: latent channels (default: the preset's; small: 16)")
+    parser.add_argument("--stride", type=cli.number(int, 2), default=None,
+                        help="vae: downsampling factor, a power of two (default: the preset's; small: 8)")
+    _add_loop_options(parser)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _add_generator_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The generator's recipe options (each overrides the preset's value; unset keeps it)."""
     parser.add_argument("--dropout", type=cli.number(float, 0, 1, high_open=True), default=None,
                         help="generator: attention and projection dropout (default: the preset's, 0.1 as official)")
     parser.add_argument("--position-bias", choices=POSITION_BIASES, default=None,
@@ -677,18 +715,14 @@ def build_parser() -> cli.ArgumentParser:
     for flag, (choices, effect) in architecture_options.items():
         parser.add_argument(flag, choices=choices, default=None,
                             help=f"generator: {effect} (default: the preset's; '{choices[0]}' as official)")
-    parser.add_argument("--head-lr-scale", type=positive, default=1.0,
+    parser.add_argument("--head-lr-scale", type=cli.number(float, 0, low_open=True), default=1.0,
                         help="generator: learning rate of the channel head's output layers (channel_heads) times this; "
                              "they must grow large to separate 64 close levels, which a common rate makes slow")
-    parser.add_argument("--eval-samples", type=cli.number(int, 2), default=500,
-                        help="samples per order in the export metrics")
-    parser.add_argument("--kl-weight", type=cli.number(float, 0), default=5e-4,
-                        help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
-    parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
-    parser.add_argument("--latent-channels", type=count, default=None,
-                        help="vae: latent channels (default: the preset's; small: 16)")
-    parser.add_argument("--stride", type=cli.number(int, 2), default=None,
-                        help="vae: downsampling factor, a power of two (default: the preset's; small: 8)")
+
+
+def _add_loop_options(parser: argparse.ArgumentParser) -> None:
+    """One option per `LoopSettings` field, range-checked."""
+    count, positive = cli.number(int, 1), cli.number(float, 0, low_open=True)
     loop_types = {"steps": count, "batch_size": count, "lr": positive, "weight_decay": cli.number(float, 0),
                   "warmup_steps": cli.number(int, 0), "ema_decay": cli.number(float, 0, 1, high_open=True),
                   "grad_clip": cli.number(float, 0), "seed": cli.number(int, 0),
@@ -698,8 +732,6 @@ def build_parser() -> cli.ArgumentParser:
         choices = ("fp32", "bf16") if name == "precision" else None
         parser.add_argument("--" + name.replace("_", "-"), type=loop_types.get(name, type(value)), default=value,
                             choices=choices)  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
 
 
 def check_model_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
