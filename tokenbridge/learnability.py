@@ -136,19 +136,26 @@ def context_measures(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: to
             "class_use": class_use(model, indices_BNC, labels_B)}
 
 
+def heldout_tokens(pipe, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantized tokens ``[count, N, C]`` (long) and labels of the first ``count`` held-out shapes,
+    through ``pipe``'s VAE and its generator's quantizer, on ``pipe``'s device."""
+    from tokenbridge.evaluation import shapes_images
+
+    images = shapes_images(count, size=pipe.image_size)  # held-out split; image i is of class i % 10
+    tokens = pipe.quantize(patchify(pipe.encode(images), pipe.generator.config.patch_size)).long()
+    return tokens.to(pipe.device), (torch.arange(count) % len(ShapesDataset.classes)).to(pipe.device)
+
+
 def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int = 200) -> dict:
     """Every measure of the module docstring for one model trained on shapes latents."""
-    from tokenbridge.evaluation import generation_metrics, shapes_images
+    from tokenbridge.evaluation import generation_metrics
     from tokenbridge.pipeline import Pipeline
 
     if model.config.class_num != len(ShapesDataset.classes):
         raise ValueError(f"the harness measures on held-out shapes ({len(ShapesDataset.classes)} classes); the model "
                          f"has {model.config.class_num}: train it on shapes latents")  # fmt: skip
     pipe = Pipeline(vae, model, classes=ShapesDataset.classes, device="cpu")
-    images = shapes_images(heldout, size=pipe.image_size)  # held-out split; image i is of class i % 10
-    labels = torch.arange(heldout) % len(ShapesDataset.classes)
-    indices = pipe.quantize(patchify(pipe.encode(images), model.config.patch_size)).long()
-    out = context_measures(model, indices, labels)
+    out = context_measures(model, *heldout_tokens(pipe, heldout))
     if samples:
         out["class_accuracy"] = {order: generation_metrics(pipe, classifier, samples, order=order)["class_accuracy"]
                                  for order in ("random", "confidence")}  # fmt: skip

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from tokenbridge import checkpoints, cli
-from tokenbridge.evaluation import generation_metrics, shapes_images
-from tokenbridge.generator import TokenBridge, patchify
-from tokenbridge.learnability import masked_cross_entropy, random_mask
+from tokenbridge.evaluation import generation_metrics
+from tokenbridge.generator import TokenBridge
+from tokenbridge.learnability import heldout_tokens, masked_cross_entropy, random_mask
 from tokenbridge.pipeline import Pipeline, pick_device
 
 KNOWN_FRACTION = 0.25
@@ -68,25 +68,20 @@ def generative_accuracy(model: TokenBridge, indices_BNC: torch.Tensor, labels_B:
     return round(float((ce_BK.argmin(dim=1) == labels_B).float().mean()), 4)
 
 
-def heldout_tokens(pipe: Pipeline, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantized tokens ``[count, N, C]`` (long) and labels of the first ``count`` held-out shapes."""
-    images = shapes_images(count, size=pipe.image_size)  # image i is of class i % 10
-    tokens = pipe.quantize(patchify(pipe.encode(images), pipe.generator.config.patch_size)).long()
-    return tokens.to(pipe.device), (torch.arange(count) % len(pipe.classes)).to(pipe.device)
-
-
-def measure_snapshot(path: Path, vae, classifier, samples: int, cfg: float, heldout: int,
+def measure_snapshot(path: Path, vae, classifier, samples: int, cfg: float, heldout: tuple[torch.Tensor, torch.Tensor],
                      device: str = "auto") -> dict:  # fmt: skip
-    """One learning-curve entry for the snapshot file ``path`` (see the module docstring)."""
+    """One learning-curve entry for the snapshot file ``path`` (see the module docstring);
+    ``heldout``: the held-out `heldout_tokens` and labels, shared by a run's snapshots."""
     start = time.time()
     model = checkpoints.load_model(path, kind="generator")
     header = checkpoints.read_header(path)["extra"]
     pipe = Pipeline(vae, model, classes=header.get("classes"), device=pick_device(device))
+    tokens, labels = heldout
     entry = dict(header["snapshot"])
     for scale in dict.fromkeys((1.0, cfg)):
         metrics = generation_metrics(pipe, classifier, samples, order="random", cfg=scale)
         entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in ("class_accuracy", "fd_shapes", "precision", "recall")}
-    entry["generative_accuracy"] = generative_accuracy(model, *heldout_tokens(pipe, heldout))
+    entry["generative_accuracy"] = generative_accuracy(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
     entry["eval_seconds"] = round(time.time() - start, 1)
     return entry
 
@@ -104,10 +99,14 @@ def update_curve(run: str | Path, vae_path: str, classifier_path: str, out: str 
     done = {entry["step"] for entry in curve["entries"]}
     vae = checkpoints.load_model(vae_path, kind="vae")
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
+    tokens = None  # one run's snapshots share the VAE and the quantizer: encode the held-out images once
     for path in snapshot_paths(run):
         if int(path.stem.removeprefix("step_")) in done:
             continue
-        entry = measure_snapshot(path, vae, classifier, samples, cfg, heldout, device)
+        if tokens is None:
+            pipe = Pipeline(vae, checkpoints.load_model(path, kind="generator"), device=pick_device(device))
+            tokens = heldout_tokens(pipe, heldout)
+        entry = measure_snapshot(path, vae, classifier, samples, cfg, tokens, device)
         curve["entries"] = sorted(curve["entries"] + [entry], key=lambda e: e["step"])
         checkpoints.atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=2) + "\n"))
         print(format_entry(entry, cfg), flush=True)
