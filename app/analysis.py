@@ -15,7 +15,8 @@ import torch
 
 from app.state import integer
 from tokenbridge import spectral
-from tokenbridge.data import CLASS_NAMES, HELDOUT_SEED, TRAIN_SEED, ShapesDataset, load_image, to_uint8_image
+from tokenbridge.data import load_image, to_uint8_image
+from tokenbridge.shapes import CLASS_NAMES, HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.metrics import psnr
 from tokenbridge.pipeline import EMBEDDED, Pipeline
 from tokenbridge.quantizer import GaussianQuantizer, QuantizerStats

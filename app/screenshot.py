@@ -134,12 +134,12 @@ def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str 
 
 
 def main(argv=None) -> int:
-    from tokenbridge.pipeline import SAMPLER_DEFAULTS
+    from tokenbridge.sampling import ORDERS, SamplerSettings
 
     p = argparse.ArgumentParser(description="Save a screenshot of the app after one generation (or one edit).")
     p.add_argument("path", help="PNG file to write, e.g. assets/app_screenshot.png")
     p.add_argument("--url", help="an app already running (default: serve the embedded one here)")
-    p.add_argument("--order", default=SAMPLER_DEFAULTS["order"], choices=("random", "confidence"),
+    p.add_argument("--order", default=SamplerSettings().order, choices=ORDERS,
                    help="sampling order (default: the app's, %(default)s)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tab", default="generate", choices=("generate", "edit"),

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from tokenbridge.data import to_uint8_image
 from tokenbridge.pipeline import Pipeline
-from tokenbridge.sampling import CFG_MODES, CFG_SCHEDULES, ORDERS, mask_schedule
+from tokenbridge.sampling import KNOBS, SamplerSettings, mask_schedule
 
 UNCONDITIONAL = "(unconditional)"
 MAX_BATCH = 16
 MAX_SEED = 2**31 - 1
-CFG_RANGE = (0.0, 10.0)
-TEMPERATURE_RANGE = (0.05, 3.0)
-GUMBEL_RANGE = (0.0, 10.0)
 PREVIEW_BUDGET_BYTES = 64 * 2**20
 """Decoded previews a run keeps per session; beyond it the oldest are decoded again on demand."""
 
@@ -61,6 +58,17 @@ def choice(name: str, value, valid) -> str:
     return value
 
 
+def knob_value(name: str, value, tokens: int):
+    """``value`` of the sampler knob ``name`` checked as the app offers it (its `Knob`): one of its
+    choices, a number in its slider's range, or steps in 1..``tokens``; ValueError names the control."""
+    knob = KNOBS[name]
+    if knob.choices is not None:
+        return choice(knob.title, value, knob.choices)
+    if knob.per_token:
+        return integer(knob.title, value, knob.low, tokens)
+    return number(knob.title, value, *knob.slider[:2])
+
+
 def class_index(pipeline: Pipeline, name) -> int | None:
     """A class name (as shown in the dropdown) -> its id; `UNCONDITIONAL` -> None."""
     if name == UNCONDITIONAL:
@@ -77,39 +85,23 @@ class Settings:
 
     label: int | None
     seed: int
-    num_steps: int
-    cfg: float
-    cfg_schedule: str
-    cfg_mode: str
-    temperature: float
-    order: str
-    gumbel: float
+    sampler: SamplerSettings
     batch_size: int
 
     @classmethod
-    def parse(cls, pipeline: Pipeline, class_name, seed, num_steps, cfg, cfg_schedule, cfg_mode, temperature,
-              order, gumbel, batch_size) -> "Settings":  # fmt: skip
-        """Check the raw values of the Generate tab's controls; ValueError names the bad one."""
+    def parse(cls, pipeline: Pipeline, class_name, seed, *values) -> "Settings":
+        """Check the raw values of the Generate tab's controls: class, seed, the sampler's knobs (in
+        `SamplerSettings` field order), batch size; ValueError names the bad one."""
         if pipeline.generator is None:
             raise ValueError("this pipeline has no generator: start the app with --generator PATH")
+        *knobs, batch_size = values
         seq_len = pipeline.generator.config.seq_len
         return cls(
             label=class_index(pipeline, class_name),
             seed=integer("seed", seed, 0, MAX_SEED),
-            num_steps=integer("steps", num_steps, 1, seq_len),
-            cfg=number("CFG scale", cfg, *CFG_RANGE),
-            cfg_schedule=choice("CFG schedule", cfg_schedule, CFG_SCHEDULES),
-            cfg_mode=choice("CFG mode", cfg_mode, CFG_MODES),
-            temperature=number("temperature", temperature, *TEMPERATURE_RANGE),
-            order=choice("order", order, ORDERS),
-            gumbel=number("Gumbel noise", gumbel, *GUMBEL_RANGE),
+            sampler=SamplerSettings(**{k: knob_value(k, v, seq_len) for k, v in zip(KNOBS, knobs, strict=True)}),
             batch_size=integer("batch size", batch_size, 1, MAX_BATCH),
         )
-
-    def sampler(self) -> dict:
-        """Keywords for `Pipeline.steps` besides labels / seed / batch size."""
-        s = asdict(self)
-        return {k: s[k] for k in ("num_steps", "cfg", "cfg_schedule", "cfg_mode", "temperature", "order", "gumbel")}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,10 +128,10 @@ class Run:
         self.pipeline, self.settings = pipeline, settings
         labels = None if settings.label is None else [settings.label] * settings.batch_size
         self._steps = pipeline.steps(labels, seed=settings.seed, preview=True, batch_size=settings.batch_size,
-                                     record_probs=True, **settings.sampler())  # fmt: skip
+                                     settings=settings.sampler, record_probs=True)
         config = pipeline.generator.config
         self.grid, self.seq_len = config.grid_size, config.seq_len
-        self.planned = mask_schedule(self.seq_len, settings.num_steps)
+        self.planned = mask_schedule(self.seq_len, settings.sampler.num_steps)
         b = settings.batch_size
         self.records: list[StepRecord] = []
         self.tokens = torch.full((b, self.seq_len, config.token_dim), -1, dtype=torch.long)  # [B, N, C]
@@ -150,7 +142,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return len(self.records) == self.settings.num_steps
+        return len(self.records) == self.settings.sampler.num_steps
 
     def advance(self) -> StepRecord:
         """Run the next sampling step and record it (one step at a time, even if called concurrently)."""

@@ -1,5 +1,6 @@
 """What the app's tabs share: the decorators that show input errors to the user, the image
-enlarging, and the image-source controls of the Channels, Quantizer and Edit tabs.
+enlarging, the image-source controls of the Channels, Quantizer and Edit tabs, and the sampler
+controls of the Generate and Edit tabs.
 
 Kept apart from `app.main` so that every module of `app.tabs` can import it without a cycle.
 """
@@ -17,7 +18,8 @@ import numpy as np
 from app import analysis
 from app.state import MAX_BATCH
 from tokenbridge import pictures
-from tokenbridge.data import CLASS_NAMES
+from tokenbridge.sampling import KNOBS, SamplerSettings
+from tokenbridge.shapes import CLASS_NAMES
 
 SOURCES = ("shapes sample", "uploaded image", "generated image")
 STATE_TTL_S = 3600
@@ -101,3 +103,15 @@ def image_picker(sources=SOURCES, shape: str = CLASS_NAMES[3], elem_id: str | No
     shown = [c for source in sources for c in controls[source]]
     ui.source.change(show, ui.source, shown, api_name=False, show_progress="hidden")
     return ui
+
+
+def sampler_control(name: str, seq_len: int, **props):
+    """The control of the sampler knob ``name`` as its `Knob` says, at its default (`SamplerSettings`):
+    a radio of its choices, or a slider over its range (steps: 1..``seq_len``, at most ``seq_len``).
+    ``props`` (label, value, elem_id) override."""
+    knob, default = KNOBS[name], getattr(SamplerSettings(), name)
+    label = knob.label or knob.title
+    if knob.choices is not None:
+        return gr.Radio(list(knob.choices), **{"value": default, "label": label, **props})
+    low, high, step = (knob.low, seq_len, 1) if knob.per_token else knob.slider
+    return gr.Slider(low, high, step=step, **{"value": min(default, high), "label": label, **props})

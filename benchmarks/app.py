@@ -17,6 +17,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +28,11 @@ import torch  # noqa: E402
 from app.main import build_demo, launch  # noqa: E402
 from tokenbridge import generator as generators  # noqa: E402
 from tokenbridge import vae as vaes  # noqa: E402
-from tokenbridge.data import CLASS_NAMES  # noqa: E402
-from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline  # noqa: E402
+from tokenbridge.shapes import CLASS_NAMES  # noqa: E402
+from tokenbridge.pipeline import Pipeline  # noqa: E402
+from tokenbridge.sampling import SamplerSettings  # noqa: E402
+
+DEFAULTS = SamplerSettings()
 
 
 def load(device: str, tiny: bool) -> tuple[Pipeline, str]:
@@ -48,9 +52,8 @@ def load(device: str, tiny: bool) -> tuple[Pipeline, str]:
 
 def via_api(client, batch: int, steps: int) -> tuple[float, float, int]:
     """Seconds to the first streamed step and to the final images, and the number of updates."""
-    args = [CLASS_NAMES[0], 0, steps, SAMPLER_DEFAULTS["cfg"], SAMPLER_DEFAULTS["cfg_schedule"],
-            SAMPLER_DEFAULTS["cfg_mode"], SAMPLER_DEFAULTS["temperature"], SAMPLER_DEFAULTS["order"],
-            SAMPLER_DEFAULTS["gumbel"], batch, 1]  # fmt: skip
+    # the Generate tab's inputs: class, seed, the sampler's knobs in field order, batch size, image shown
+    args = [CLASS_NAMES[0], 0, *astuple(DEFAULTS.replace(num_steps=steps)), batch, 1]
     start = time.perf_counter()
     job = client.submit(*args, api_name="/generate")
     first, updates = None, 0
@@ -69,7 +72,7 @@ def direct(pipeline: Pipeline, batch: int, steps: int) -> tuple[float, float]:
     start = time.perf_counter()
     first = None
     for _ in pipeline.steps([0] * batch, seed=0, preview=True, batch_size=batch, record_probs=True,
-                            **{**SAMPLER_DEFAULTS, "num_steps": steps}):  # fmt: skip
+                            num_steps=steps):
         if first is None:
             first = time.perf_counter() - start
     return first, time.perf_counter() - start
@@ -81,7 +84,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--steps", type=int, default=SAMPLER_DEFAULTS["num_steps"])
+    p.add_argument("--steps", type=int, default=DEFAULTS.num_steps)
     p.add_argument("--device", default="auto")
     p.add_argument("--tiny", action="store_true", help="time the test-size random model instead")
     args = p.parse_args(argv)
@@ -91,7 +94,7 @@ def main(argv=None) -> None:
     url = launch(demo)
     client = Client(url, verbose=False)
     print(f"pipeline: {label}\ndevice: {pipeline.device}, torch threads: {torch.get_num_threads()}, "
-          f"steps: {args.steps}, order: {SAMPLER_DEFAULTS['order']}, CFG {SAMPLER_DEFAULTS['cfg']}, "
+          f"steps: {args.steps}, order: {DEFAULTS.order}, CFG {DEFAULTS.cfg}, "
           f"median of {args.repeats} after 1 warm-up\n")  # fmt: skip
     header = f"{'batch':>5} | {'API: first step':>15} | {'API: final':>10} | {'updates':>7} | " \
              f"{'direct: first':>13} | {'direct: all':>11}"  # fmt: skip

@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from tokenbridge.data import ShapesDataset, render_shape
+from tokenbridge.shapes import ShapesDataset, render_shape
 
 TARGET_PER_S = 2000.0
 

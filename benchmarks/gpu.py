@@ -11,7 +11,7 @@ the JSON is rewritten after each part, so a run cut short keeps what it finished
   its training runs by it).
 - ``pytest_gpu``: ``pytest -m gpu -q`` over the test files with GPU tests, in a subprocess.
 - ``pipeline``: the embedded default (`Pipeline.load("embedded")`, bf16 autocast on CUDA) makes
-  64 images in random and in confidence order (`SAMPLER_DEFAULTS` otherwise): seconds, images/s,
+  64 images in every order of `ORDERS` (`SAMPLER_DEFAULTS` otherwise): seconds, images/s,
   whether every pixel is finite, class accuracy by the shipped classifier (labels and seeds as
   `tokenbridge.evaluation.generation_metrics`, so comparable to results/generation.json).
 - ``kv_cache_large``, ``kv_cache_base``: benchmarks/sampling.py part (c), official preset with random
@@ -44,9 +44,11 @@ import torch  # noqa: E402
 from benchmarks.sampling import bench_channel_cache, bench_preset, cache_speedup, timed  # noqa: E402
 from benchmarks.training import seconds_per_step  # noqa: E402
 from tokenbridge import checkpoints  # noqa: E402
+from tokenbridge.files import write_json  # noqa: E402
 from tokenbridge.evaluate import DEFAULT_CLASSIFIER  # noqa: E402
 from tokenbridge.metrics import accuracy, classifier_outputs  # noqa: E402
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline  # noqa: E402
+from tokenbridge.sampling import ORDERS  # noqa: E402
 
 PYTEST_TIMEOUT_S = 90
 HEAD_POSITIONS = 16
@@ -98,7 +100,7 @@ def check_pipeline(sizes: Sizes) -> dict:
     classifier = checkpoints.load_model(ROOT / DEFAULT_CLASSIFIER, kind="classifier")
     labels = torch.arange(sizes.images) % len(pipe.classes)
     result = {"images": sizes.images, "dtype": pipe.describe()["dtype"]}
-    for order in ("random", "confidence"):
+    for order in ORDERS:
         seconds, images = timed(lambda: pipe.generate(labels, seed=0, order=order), sizes.repeats, sizes.device)
         _, predicted = classifier_outputs(classifier, [images], sizes.device)
         result[order] = {"sampler": {**SAMPLER_DEFAULTS, "order": order}, "seconds": round(seconds, 4),
@@ -169,11 +171,6 @@ def header(sizes: Sizes, quick: bool) -> dict:
             "torch": torch.__version__, "cuda": torch.version.cuda, "command": shlex.join(["python", *sys.argv]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "sizes": asdict(sizes),
             "complete": False, "elapsed_seconds": 0.0, "parts": {}}  # fmt: skip
-
-
-def write_json(path: Path, report: dict) -> None:
-    """Atomically (temp file + rename): a run killed mid-write leaves the previous version."""
-    checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1) + "\n"))
 
 
 def main() -> None:

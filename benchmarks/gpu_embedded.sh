@@ -43,8 +43,8 @@ if [ ! -f "$vae" ]; then
 fi
 
 say "2. latent cache of $images images"
-$py -c "from tokenbridge import train; train.latent_cache(train.parse_args(['generator', '--out', '$work', \
-'--vae', '$vae', '--num-images', '$images', '--device', '$device', '--workers', '8']))" >>"$log" 2>&1 \
+$py -c "from tokenbridge import train, training_tasks; training_tasks.latent_cache(train.parse_run(['generator', '--out', '$work', \
+'--vae', '$vae', '--num-images', '$images', '--device', '$device', '--workers', '8']).recipe)" >>"$log" 2>&1 \
     || { say "latent cache FAILED"; exit 1; }
 
 # Steps from the time left (150 s are kept for the learning curves and the exports); the recipes

@@ -31,8 +31,8 @@ fi
 latents=runs/gpu/latents.safetensors
 
 say "1. latent cache of $images images"
-$py -c "from tokenbridge import train; train.latent_cache(train.parse_args(['generator', '--out', 'runs/gpu', \
-'--latents', '$latents', '--num-images', '$images', '--device', '$device', '--workers', '8']))" >>"$log" 2>&1 \
+$py -c "from tokenbridge import train, training_tasks; training_tasks.latent_cache(train.parse_run(['generator', '--out', 'runs/gpu', \
+'--latents', '$latents', '--num-images', '$images', '--device', '$device', '--workers', '8']).recipe)" >>"$log" 2>&1 \
     || say "latent cache FAILED"
 
 say "2. benchmarks/gpu.py"

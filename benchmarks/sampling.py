@@ -27,8 +27,8 @@ import time
 
 import torch
 
-from tokenbridge.generator import GENERATORS, TokenBridge, tokenbridge_tiny
-from tokenbridge.sampling import decode_channels
+from tokenbridge.generator import PRESETS, TokenBridge, build_generator, tokenbridge_small, tokenbridge_tiny
+from tokenbridge.sampling import ORDERS, decode_channels
 
 
 def _sync(device: str) -> None:
@@ -50,9 +50,8 @@ def timed(fn, repeats: int, device: str) -> tuple[float, object]:
 
 
 def head_sizes(preset: str) -> dict:
-    """The channel-head sizes of a generator preset (built on the meta device: no memory, no init)."""
-    with torch.device("meta"):
-        config = GENERATORS[preset]().config
+    """The channel-head sizes of a generator preset."""
+    config = PRESETS[preset]
     return dict(channel_embed_dim=config.channel_embed_dim, channel_depth=config.channel_depth,
                 channel_heads=config.channel_heads)
 
@@ -98,7 +97,7 @@ def bench_channel_cache(positions: int, repeats: int, device: str, presets=("tok
 
 def embedded_or_random_pipeline(device: str):
     """``(pipeline, label)``: the shipped embedded default, or same-sized random weights."""
-    from tokenbridge.data import CLASS_NAMES
+    from tokenbridge.shapes import CLASS_NAMES
     from tokenbridge.pipeline import EMBEDDED, Pipeline
     from tokenbridge.vae import small
 
@@ -111,12 +110,12 @@ def embedded_or_random_pipeline(device: str):
 
 
 def bench_pipeline(repeats: int, device: str) -> list[dict]:
-    """Part (b): 16 images, 16 steps, CFG 3, random vs confidence order."""
+    """Part (b): 16 images, 16 steps, CFG 3, in every order (`ORDERS`)."""
     pipe, label = embedded_or_random_pipeline(device)
     labels = list(range(16))
     labels = [c % len(pipe.classes) for c in labels]
     rows = []
-    for order in ("random", "confidence"):
+    for order in ORDERS:
         seconds, _ = timed(lambda: pipe.generate(labels, seed=0, num_steps=16, cfg=3.0, order=order), repeats, device)
         rows.append(dict(model=label, order=order, seconds=seconds, images_per_s=len(labels) / seconds))
     return rows
@@ -130,7 +129,7 @@ def bench_preset(preset: str, repeats: int, device: str = "cuda", batch_size: in
     from tokenbridge.sampling import generate
 
     with torch.device(device):
-        model = GENERATORS[preset]().eval()
+        model = build_generator(preset).eval()
     labels = torch.arange(batch_size, device=device) % model.config.class_num
     on_cuda = torch.device(device).type == "cuda"
     rows = []

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from tokenbridge.generator import GENERATORS
+from tokenbridge.generator import PRESETS, build_generator
 
 
 def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_positions: int, repeats: int,
@@ -30,7 +30,7 @@ def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_p
     ``precision="bf16"`` (benchmarks/gpu.py)."""
     overrides = dict(config) if dropout is None else dict(config, attn_dropout=dropout, proj_dropout=dropout)
     torch.manual_seed(0)
-    model = GENERATORS[preset](**overrides).to(device).train()
+    model = build_generator(preset, **overrides).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     config = model.config
     indices = torch.randint(0, config.quant_levels, (batch_size, config.seq_len, config.token_dim)).to(device)
@@ -76,7 +76,7 @@ def candidates_table(batch_size: int, head_positions: int, repeats: int) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="tokenbridge_small", choices=sorted(GENERATORS))
+    parser.add_argument("--preset", default="tokenbridge_small", choices=sorted(PRESETS))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--head-positions", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)

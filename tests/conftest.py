@@ -6,7 +6,7 @@ import torch
 from hypothesis import settings
 
 from tokenbridge.checkpoints import save_model
-from tokenbridge.data import CLASS_NAMES
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.vae import small

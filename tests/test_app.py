@@ -27,8 +27,10 @@ from tokenbridge import generator as generators
 from tokenbridge import vae as vaes
 from tokenbridge.checkpoints import save_model
 from tokenbridge.compositing import paste_back
-from tokenbridge.data import CLASS_NAMES, from_uint8_image, to_uint8_image
+from tokenbridge.data import from_uint8_image, to_uint8_image
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.pipeline import EMBEDDED, Pipeline
+from tokenbridge.sampling import KNOBS, SamplerSettings
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")  # inside gradio
@@ -212,7 +214,7 @@ def test_channels_of_a_shapes_sample(client, pipeline):
     assert len(plot_data(out[5])) == 2  # low-frequency ratio: this image and the calibration batch
     assert "recorded while sampling" in json.dumps(json.loads(out[1]["plot"]))
     # the last strip image keeps every channel: it is the plain reconstruction
-    from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+    from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 
     image = ShapesDataset(1, seed=HELDOUT_SEED, offset=3 + 10 * 2)[0][0]
     assert_same_images(strip[-1], to_uint8_image(pipeline.reconstruct(image[None], quantized=False))[0])
@@ -227,7 +229,7 @@ def test_channels_tab_opens_with_the_default_shapes_sample(pipeline):
     inputs = [block.value for block in loads[0].inputs]
     assert inputs[:3] == ["shapes sample", CLASS_NAMES[3], 0]  # the tab's own defaults
     out = loads[0].fn(*inputs)
-    from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+    from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 
     image = ShapesDataset(1, seed=HELDOUT_SEED, offset=3)[0][0]  # shapes sample 0 of class 3
     assert np.array_equal(out[-1].image, to_uint8_image(image)) and out[0].shape == (256, 256, 3)
@@ -587,3 +589,15 @@ def test_settings_validation_names_the_bad_value(pipeline):
         values[index] = bad
         with pytest.raises(ValueError, match=words):
             Settings.parse(pipeline, *values)
+
+
+def test_the_generate_tab_has_a_control_per_sampler_knob_at_its_default(pipeline):
+    import gradio as gr
+
+    from app.tabs import generate
+
+    with gr.Blocks():
+        ui = generate._controls(pipeline)
+    assert list(ui.sampler) == list(KNOBS), "one control per knob, in field order (the endpoint's inputs)"
+    initial = [ui.sampler[name].value for name in KNOBS]
+    assert Settings.parse(pipeline, "circle", 0, *initial, 1).sampler == SamplerSettings()

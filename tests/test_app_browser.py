@@ -16,7 +16,7 @@ from PIL import Image
 from app import screenshot
 from tokenbridge import generator as generators
 from tokenbridge import vae as vaes
-from tokenbridge.data import CLASS_NAMES
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.pipeline import Pipeline
 
 UNAVAILABLE = screenshot.unavailable()

@@ -1,18 +1,19 @@
 """Checkpoints: our safetensors round trip, strict official loading, and every refusal."""
 
+import dataclasses
 import json
 import os
 import pickle
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from tokenbridge import checkpoints, vae
+from tokenbridge import checkpoints, generator, vae
 from tokenbridge.checkpoints import (
     CheckpointError,
-    atomic_write,
     load_model,
     load_official_vae,
     load_state_strict,
@@ -271,23 +272,6 @@ def test_training_state_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["state.pt"]
 
 
-def test_atomic_write_failure_keeps_old_file(tmp_path):
-    path = tmp_path / "file.txt"
-    path.write_text("old")
-
-    def fails(tmp):
-        with open(tmp, "w") as f:
-            f.write("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(path, fails)
-    assert path.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]  # no temporary file left behind
-    atomic_write(path, lambda tmp: open(tmp, "w").write("new"))
-    assert path.read_text() == "new"
-
-
 # ------------------------------------------------------------------ files told by content, headers, fallbacks
 def test_files_are_told_by_content_and_bad_headers_name_the_file(tmp_path):
     model = vae.tiny()
@@ -320,3 +304,40 @@ def test_official_generator_without_ema_says_it_falls_back(tmp_path):
     with pytest.warns(UserWarning, match="no 'model_ema' weights: falling back to 'model'"):
         model, _ = checkpoints.load_official_generator(path)
     assert torch.equal(model.state_dict()["class_emb.weight"], state["class_emb.weight"])
+
+
+# ------------------------------------------------------------------ official generators told by their keys and shapes
+REFERENCE = Path(__file__).resolve().parent / "reference"
+
+
+@pytest.mark.parametrize("name,heads", [("tokenbridge_base", 12), ("tokenbridge_large", 16), ("tokenbridge_huge", 16)])
+def test_official_key_lists_name_their_preset(name, heads):
+    """The released key lists (shapes only) give each official preset, heads from its table entry."""
+    entries = json.loads((REFERENCE / f"keys_{name}.json").read_text())["entries"]
+    state = {e["name"]: torch.empty(e["shape"], device="meta") for e in entries}
+    config = checkpoints.official_generator_config(state, "ref")
+    assert config == generator.PRESETS[name] and config.encoder_num_heads == heads
+
+
+def test_generator_config_follows_the_shapes_whatever_the_registry_order(monkeypatch):
+    with torch.device("meta"):
+        state = generator.build_generator("tokenbridge_ablation", quant_levels=16, class_num=7).state_dict()
+    config = checkpoints.official_generator_config(state, "ours")
+    assert (config.quant_levels, config.class_num, config.encoder_embed_dim) == (16, 7, 128)
+    reversed_presets = dict(reversed(generator.PRESETS.items()))
+    monkeypatch.setattr(checkpoints, "PRESETS", reversed_presets)
+    assert checkpoints.official_generator_config(state, "ours") == config  # ablation and ablation_b16 agree
+
+
+def test_generator_of_an_unknown_or_ambiguous_network_is_refused(monkeypatch):
+    with torch.device("meta"):
+        state = generator.build_generator("tokenbridge_tiny", encoder_depth=3).state_dict()
+        tiny = generator.build_generator("tokenbridge_tiny").state_dict()
+    with pytest.raises(CheckpointError, match="'x.pth': no generator preset has this network.*encoder_depth=3"):
+        checkpoints.official_generator_config(state, "'x.pth'")
+    twin = dataclasses.replace(generator.PRESETS["tokenbridge_tiny"], encoder_num_heads=4)
+    monkeypatch.setattr(checkpoints, "PRESETS", {**generator.PRESETS, "tiny_twin": twin})
+    with pytest.raises(CheckpointError, match="tokenbridge_tiny, tiny_twin share this network"):
+        checkpoints.official_generator_config(tiny, "'x.pth'")
+    with pytest.raises(CheckpointError, match="not a TokenBridge generator state dict: no 'z_proj.weight'"):
+        checkpoints.official_generator_config({"output_pos_embed": torch.empty(1, 4, 2)}, "'x.pth'")

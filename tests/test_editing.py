@@ -15,7 +15,8 @@ from tokenbridge.compositing import paste_back, region_weight
 from tokenbridge.data import load_image, to_uint8_image
 from tokenbridge.evaluation import shapes_images
 from tokenbridge.generator import tokenbridge_tiny
-from tokenbridge.sampling import generate, mask_schedule, sample_steps
+from tokenbridge.regions import cells_mask, parse_cells
+from tokenbridge.sampling import KNOBS, ORDERS, generate, mask_schedule, sample_steps
 
 
 
@@ -38,14 +39,14 @@ def centre(rows=slice(2, 6), cols=slice(2, 6)):
 # ------------------------------------------------------------------ the sampler's known start
 def test_a_start_with_every_position_masked_is_plain_generation(pipe, tokens):
     model, labels = pipe.generator, torch.tensor([3, 5])
-    for order in ("random", "confidence"):
+    for order in ORDERS:
         plain = generate(model, labels, rng=torch.Generator().manual_seed(1), num_steps=5, order=order)
         started = generate(model, labels, rng=torch.Generator().manual_seed(1), num_steps=5, order=order,
                            tokens=tokens, mask=torch.ones(2, 64, dtype=torch.bool))  # fmt: skip
         assert torch.equal(plain, started), order
 
 
-@pytest.mark.parametrize("order", ["random", "confidence"])
+@pytest.mark.parametrize("order", ORDERS)
 def test_steps_sample_only_the_masked_positions_on_their_own_schedule(pipe, tokens, order):
     mask = centre().reshape(1, 64).expand(2, 64)
     steps = list(sample_steps(pipe.generator, torch.tensor([3, 5]), rng=torch.Generator().manual_seed(0),
@@ -72,7 +73,7 @@ def test_sampler_start_is_checked(pipe):
 
 
 # ------------------------------------------------------------------ Pipeline.edit_tokens / edit_steps / edit
-@pytest.mark.parametrize("order", ["random", "confidence"])
+@pytest.mark.parametrize("order", ORDERS)
 def test_edit_keeps_the_outside_bit_for_bit_and_is_seeded(pipe, tokens, order):
     region = centre()
     inside = region.reshape(64)
@@ -172,7 +173,51 @@ def test_edit_of_images_of_another_size_is_refused(pipe):
         pipe.edit(torch.zeros(1, 3, 32, 32), centre())
 
 
+# ------------------------------------------------------------------ regions as text
+def test_region_text_reads_indices_ranges_and_open_ends():
+    assert parse_cells("2:6,2:6") == ((2, 6), (2, 6))
+    assert parse_cells(" 3 , 1 : 4 ") == ((3, 4), (1, 4))
+    assert parse_cells("2:,:") == ((2, None), (0, None))
+    assert parse_cells("2:,:", 8) == ((2, 8), (0, 8)), "with the grid known, an open end is its edge"
+    assert cells_mask(parse_cells("1:3,:2"), 4).nonzero().tolist() == [[1, 0], [1, 1], [2, 0], [2, 1]]
+    assert cells_mask(parse_cells(":,:"), 3).all()
+
+
+@pytest.mark.parametrize(
+    "text, grid, message",
+    [
+        ("2-6", None, r"^must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 \(.*\), got '2-6'$"),
+        ("1,2,3", 8, r"^must be ROWS,COLUMNS"),
+        ("x,1", None, r"^cannot read 'x' in 'x,1': use an index or a range a:b$"),
+        ("1 2,3", 8, r"^cannot read '1 2' in '1 2,3'"),  # two numbers, no colon: not one index
+        ("4:4,1", None, r"^the range '4:4' in '4:4,1' is empty$"),
+        ("4:4,1", 8, r"^the range '4:4' in '4:4,1' is empty or leaves the 8×8 token grid \(indices 0..7\)$"),
+        ("2:9,0:3", 8, r"^the range '2:9' in '2:9,0:3' is empty or leaves the 8×8 token grid"),
+    ],
+)
+def test_region_text_errors_quote_the_bad_part(text, grid, message):
+    with pytest.raises(ValueError, match=message):
+        parse_cells(text, grid)
+
+
+def test_a_region_read_before_the_grid_is_known_is_checked_against_it():
+    assert parse_cells("2:9,9") == ((2, 9), (9, 10)), "no grid yet: read, not checked"
+    with pytest.raises(ValueError, match=r"^rows 2:9 reach past the 8×8 token grid \(indices 0..7\)$"):
+        cells_mask(parse_cells("2:9,9"), 8)
+    with pytest.raises(ValueError, match=r"^columns 9:10 reach past the 8×8 token grid"):
+        cells_mask(parse_cells("0:3,9"), 8)
+
+
 # ------------------------------------------------------------------ command line
+def test_sampler_flags_are_the_knobs_of_sampler_settings():
+    from tokenbridge.__main__ import _sampler, build_parser
+
+    for command in (["sample"], ["edit", "--image", __file__, "--region", "1,1"]):  # an existing file: not read
+        args = build_parser().parse_args([*command, "--order", "confidence", "--steps", "3"])
+        assert {k: getattr(args, k) for k in KNOBS} == {**dict.fromkeys(KNOBS), "order": "confidence", "num_steps": 3}
+        assert _sampler(args) == {"order": "confidence", "num_steps": 3}, "unset flags: the pipeline's defaults"
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny_pipeline_files, seeded):
     """The tiny models as files (``vae``, ``generator``), one generator that needs another VAE

@@ -11,10 +11,10 @@ import torch
 
 from tokenbridge import checkpoints, experiments
 from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
-from tokenbridge.data import CLASS_NAMES
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.evaluation import sample_fingerprints
 from tokenbridge.experiments import ABLATION_BUDGET, COMPARISONS, VARIANTS, train_command
-from tokenbridge.generator import GENERATORS, tokenbridge_tiny
+from tokenbridge.generator import PRESETS, tokenbridge_tiny
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.vae import small
 
@@ -28,8 +28,7 @@ EXPECTED_CHANGES = {  # variant -> the config fields (and channel order) that di
 
 def _settings(name: str) -> dict:
     variant = VARIANTS[name]
-    with torch.device("meta"):
-        config = asdict(GENERATORS[variant.preset]().config)
+    config = asdict(PRESETS[variant.preset])
     config["channel_order"] = variant.channel_order
     return config
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tokenbridge import evaluate
-from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 from tokenbridge.foreground import (border_ring, committed_share, estimate_foreground, fit_background, mask_iou,
                                     otsu_threshold, proxy_measures, quadratic_basis, region_means, token_coverage)
 

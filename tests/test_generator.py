@@ -1,14 +1,17 @@
 """Generator: official key lists, presets, channel-head causality and caching, training loss."""
 
+import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tokenbridge import generator
 from tokenbridge.generator import (
-    GENERATORS,
+    PRESETS,
     GeneratorConfig,
     TokenBridge,
     build_generator,
@@ -46,7 +49,7 @@ def reference(name: str) -> dict:
 def test_official_presets_match_key_lists_and_counts(name):
     ref = reference(name)
     with torch.device("meta"):
-        model = GENERATORS[name]()
+        model = build_generator(name)
     want = {e["name"]: tuple(e["shape"]) for e in ref["entries"]}
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert got == want
@@ -80,13 +83,22 @@ def test_official_keyword_constructor_and_buffers():
         TokenBridge(norm_layer=torch.nn.LayerNorm)
 
 
-def test_every_preset_builds_on_meta():
-    for name, factory in GENERATORS.items():
+def test_preset_table_comments_state_each_parameter_count():
+    """The counts written beside `PRESETS` (generator.py) are the built models' counts."""
+    stated = dict(re.findall(r'^    "(\w+)": _config\(.*# ([\d,]+)', inspect.getsource(generator), re.MULTILINE))
+    assert set(stated) == set(PRESETS)
+    for name, count in stated.items():
         with torch.device("meta"):
-            model = factory()
+            assert sum(p.numel() for p in build_generator(name).parameters()) == int(count.replace(",", "")), name
+
+
+def test_every_preset_builds_on_meta():
+    for name in PRESETS:
+        with torch.device("meta"):
+            model = build_generator(name)
         assert all(p.is_meta for p in model.parameters()), name
     with torch.device("meta"):
-        assert sum(p.numel() for p in GENERATORS["tokenbridge_tiny"]().parameters()) < 200_000
+        assert sum(p.numel() for p in build_generator("tokenbridge_tiny").parameters()) < 200_000
 
 
 # ------------------------------------------------------------------ config

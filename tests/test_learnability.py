@@ -7,7 +7,8 @@ import torch
 
 from tokenbridge import experiments, learnability
 from tokenbridge.checkpoints import CheckpointError, read_torch_checkpoint
-from tokenbridge.data import ShapesDataset, cache_latents
+from tokenbridge.data import cache_latents
+from tokenbridge.shapes import ShapesDataset
 
 
 def test_random_mask_keeps_exactly_the_known_count():

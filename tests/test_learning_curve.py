@@ -5,10 +5,13 @@ import json
 import pytest
 import torch
 
-from tokenbridge.data import CLASS_NAMES, cache_latents
+from tokenbridge.data import cache_latents
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.learnability import masked_cross_entropy, random_mask
 from tokenbridge.learning_curve import KNOWN_FRACTION, MASKS_PER_IMAGE, generative_accuracy, main, update_curve
-from tokenbridge.train import LoopSettings, generator_task, parse_args, train
+from tokenbridge.train import parse_run
+from tokenbridge.training_loop import train
+from tokenbridge.training_tasks import generator_task
 
 
 def test_generative_accuracy_is_the_argmin_of_per_image_cross_entropy(tiny_pipeline):
@@ -35,10 +38,9 @@ def snapshot_run(tmp_path):
     images = torch.utils.data.TensorDataset(torch.zeros(20, 3, 64, 64), torch.arange(20) % 10)
     images.classes = list(CLASS_NAMES)
     latents = cache_latents(lambda x: torch.randn(len(x), 16, 8, 8), images, tmp_path / "latents.safetensors")
-    args = parse_args(["generator", "--out", str(tmp_path / "run"), "--preset", "tokenbridge_tiny", "--latents",
-                       str(latents), "--batch-size", "4", "--steps", "4", "--snapshot-every", "2", "--no-progress"])  # fmt: skip
-    train(generator_task(args), LoopSettings(**{k: getattr(args, k) for k in vars(LoopSettings())}), args.out,
-          progress=False)  # fmt: skip
+    run = parse_run(["generator", "--out", str(tmp_path / "run"), "--preset", "tokenbridge_tiny", "--latents",
+                     str(latents), "--batch-size", "4", "--steps", "4", "--snapshot-every", "2"])
+    train(generator_task(run.recipe), run.settings, run.out, progress=False)
     return tmp_path / "run"
 
 

@@ -60,3 +60,12 @@ def test_readme_offers_the_cpu_build_first_and_ci_runs_the_notebooks_on_one_thre
     assert "`pip install torch --index-url https://download.pytorch.org/whl/cpu`" in before_the_commands
     ci = (ROOT / ".ci" / "run").read_text()
     assert "OMP_NUM_THREADS=1 pytest --nbval" in ci.split("eval \"$test_command\"", 1)[1], "after the README's run"
+
+
+def test_ci_checks_the_formatting_and_the_linter_configured_in_pyproject():
+    ruff = _pyproject()["tool"]["ruff"]
+    assert ruff["line-length"] == 120
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "ruff format --check" in ci and "ruff check" in ci
+    dev = {_normalize(r).split("=")[0].rstrip("<>!~") for r in _pyproject()["project"]["optional-dependencies"]["dev"]}
+    assert "ruff" in dev, "CI installs ruff with the dev extra"

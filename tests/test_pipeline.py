@@ -9,7 +9,7 @@ from PIL import Image
 from tokenbridge import pipeline as pipeline_module
 from tokenbridge.__main__ import main as cli_main
 from tokenbridge.classifier import ShapesClassifier, ClassifierConfig
-from tokenbridge.data import CLASS_NAMES
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.evaluation import QuantSetting, generation_metrics, reconstruction_table, settings_grid, shapes_images
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline

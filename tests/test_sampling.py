@@ -1,4 +1,6 @@
-"""Sampler: schedule, orders, CFG, caching, determinism, batch-equals-singles, validation."""
+"""Sampler: schedule, orders, CFG, caching, determinism, batch-equals-singles, settings, validation."""
+
+import math
 
 import pytest
 import torch
@@ -6,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokenbridge.generator import tokenbridge_tiny
-from tokenbridge.sampling import cfg_scale, generate, mask_schedule, sample_steps
+from tokenbridge.sampling import (
+    KNOBS,
+    ORDERS,
+    UNGUIDED,
+    SamplerSettings,
+    cfg_scale,
+    generate,
+    mask_schedule,
+    sample_steps,
+)
 
 
 def randomized(model, seed=0, std=0.3):
@@ -46,7 +57,7 @@ def test_schedule_is_the_mar_cosine():
     assert cfg_scale(4.0, "constant", 256, 181) == 4.0
 
 
-@pytest.mark.parametrize("order", ["random", "confidence"])
+@pytest.mark.parametrize("order", ORDERS)
 def test_steps_commit_each_position_once_and_records_agree(model, order):
     steps = list(sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=5, order=order))
     committed = torch.stack([s.committed for s in steps])
@@ -56,7 +67,7 @@ def test_steps_commit_each_position_once_and_records_agree(model, order):
         assert (s.mask.sum(dim=1) == masked_after).all()
         assert torch.equal(s.tokens < 0, s.mask[..., None].expand_as(s.tokens))
         assert torch.equal(s.x_hat == 0, s.mask[..., None].expand_as(s.x_hat))
-        assert not s.confidence[s.committed].isnan().any()
+        assert not s.confidence[s.committed].isnan().any(), "an order commits only positions it decoded"
     assert [int((~s.mask[0]).sum()) for s in steps] == expected_counts
     final = steps[-1].tokens
     assert final.shape == (4, 16, 6) and final.min() >= 0 and final.max() < 8
@@ -152,6 +163,47 @@ def test_unconditional_and_parallel_head_sample(model):
     parallel = randomized(tokenbridge_tiny(img_size=32, vae_embed_dim=6, quant_levels=8, head="parallel"))
     a = generate(parallel, LABELS, rng=seeded_rng(0), num_steps=3)
     assert torch.equal(a, generate(parallel, LABELS, rng=seeded_rng(0), num_steps=3, use_cache=False))
+
+
+# ------------------------------------------------------------------ settings
+def test_a_settings_object_and_keywords_are_the_same_run(model):
+    settings = SamplerSettings(num_steps=4, cfg=3.0, order="confidence", gumbel=2.0)
+    keywords = dict(num_steps=4, cfg=3.0, order="confidence", gumbel=2.0)
+    assert torch.equal(generate(model, LABELS, settings, rng=seeded_rng(0)),
+                       generate(model, LABELS, rng=seeded_rng(0), **keywords))
+    changed = generate(model, LABELS, settings, rng=seeded_rng(0), order="random")  # keywords change the object
+    assert torch.equal(changed, generate(model, LABELS, rng=seeded_rng(0), **{**keywords, "order": "random"}))
+
+
+def test_sample_steps_alone_starts_unguided(model):
+    assert UNGUIDED == SamplerSettings().replace(cfg=1.0), "the defaults but the guidance"
+    assert [s.cfg for s in sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=3)] == [1.0, 1.0, 1.0]
+
+
+def test_every_registered_order_is_a_valid_choice():
+    assert KNOBS["order"].choices == tuple(ORDERS), "the order knob offers the registry"
+    for order in ORDERS:
+        SamplerSettings(order=order).validate(16)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(num_steps=2.0), r"^num_steps must be an integer in 1..16 \(the number of tokens to sample\), got 2.0$"),
+        (dict(cfg=math.inf), r"^cfg must be a finite number >= 0, got inf$"),
+        (dict(temperature=-1.0, cfg=-1.0), r"^cfg must be"),  # the first bad knob, in field order
+        (dict(cfg_schedule="cosine", order="raster"), r"^unknown cfg_schedule 'cosine'; valid: linear, constant$"),
+    ],
+)
+def test_settings_validation_names_the_first_bad_knob(change, message):
+    SamplerSettings().validate(16)  # the defaults are valid
+    with pytest.raises(ValueError, match=message):
+        SamplerSettings(**change).validate(16)
+
+
+def test_unknown_sampler_keywords_are_refused_by_name(model):
+    with pytest.raises(TypeError, match=r"unknown sampler setting 'cfgg'; valid: num_steps, cfg, cfg_schedule"):
+        sample_steps(model, LABELS, rng=seeded_rng(0), cfgg=2.0)
 
 
 # ------------------------------------------------------------------ validation

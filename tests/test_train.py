@@ -13,21 +13,20 @@ import pytest
 import torch
 
 from tokenbridge import train as train_module
+from tokenbridge import training_loop, training_tasks
 from tokenbridge.checkpoints import CheckpointError, load_model, read_torch_checkpoint
 from tokenbridge.metrics import psnr
 from tokenbridge.quantizer import GaussianQuantizer
-from tokenbridge.train import LoopSettings, StepBatches, classifier_task, lr_at, parse_args, train, vae_task
+from tokenbridge.train import parse_args, parse_run
+from tokenbridge.training_loop import LoopSettings, StepBatches, lr_at, train
+from tokenbridge.training_tasks import classifier_task, generator_task, vae_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(task, out, *extra):
-    return parse_args([task, "--out", str(out), "--image-size", "32", "--steps", "4", "--batch-size", "2",
+    return parse_run([task, "--out", str(out), "--image-size", "32", "--steps", "4", "--batch-size", "2",
                        "--warmup-steps", "2", "--checkpoint-every", "0", "--no-progress", *extra])  # fmt: skip
-
-
-def settings_of(args) -> LoopSettings:
-    return LoopSettings(**{k: getattr(args, k) for k in vars(LoopSettings())})
 
 
 def vae_args(out, *extra):
@@ -132,16 +131,14 @@ def tiny_latents(tmp_path):
 
 
 def generator_args(out, latents, *extra):
-    return parse_args(["generator", "--out", str(out), "--preset", "tokenbridge_tiny", "--latents", str(latents),
+    return parse_run(["generator", "--out", str(out), "--preset", "tokenbridge_tiny", "--latents", str(latents),
                        "--batch-size", "4", "--no-progress", *extra])  # fmt: skip
 
 
 def test_generator_task_dropout_override(tmp_path, tiny_latents):
     """``--dropout`` reaches both dropouts of the built model; without it the preset's 0.1 stays."""
-    from tokenbridge.train import generator_task
-
     for flag, expected in (([], 0.1), (["--dropout", "0"], 0.0)):
-        config = generator_task(generator_args(tmp_path, tiny_latents, *flag)).build_model().config
+        config = generator_task(generator_args(tmp_path, tiny_latents, *flag).recipe).build_model().config
         assert (config.attn_dropout, config.proj_dropout, config.class_num) == (expected, expected, 2)
 
 
@@ -165,7 +162,7 @@ def interrupted_after(task, steps):
 
 def test_resume_continues_bit_identically(tmp_path):
     args = vae_args(tmp_path / "a")
-    task, settings = vae_task(args), settings_of(args)
+    task, settings = vae_task(args.recipe), args.settings
 
     with pytest.raises(Interrupted):
         train(interrupted_after(task, 2), settings, tmp_path / "a", progress=False)
@@ -196,15 +193,13 @@ def test_resume_continues_bit_identically(tmp_path):
 
 def test_resume_records_a_changed_model_config(tmp_path, tiny_latents):
     """A run resumed with ``--dropout 0`` keeps how its first steps ran (dropout 0.1, 1 step)."""
-    from tokenbridge.train import generator_task
-
     first = generator_args(tmp_path / "run", tiny_latents, "--steps", "1")
-    train(generator_task(first), settings_of(first), tmp_path / "run", progress=False)
+    train(generator_task(first.recipe), first.settings, tmp_path / "run", progress=False)
     again = generator_args(tmp_path / "run", tiny_latents, "--steps", "1", "--resume")
-    _, info = train(generator_task(again), settings_of(again), tmp_path / "run", resume=True, progress=False)
+    _, info = train(generator_task(again.recipe), again.settings, tmp_path / "run", resume=True, progress=False)
     assert "earlier_settings" not in info  # nothing changed, nothing recorded
     more = generator_args(tmp_path / "run", tiny_latents, "--steps", "2", "--dropout", "0", "--resume")
-    _, info = train(generator_task(more), settings_of(more), tmp_path / "run", resume=True, progress=False)
+    _, info = train(generator_task(more.recipe), more.settings, tmp_path / "run", resume=True, progress=False)
     (earlier,) = info["earlier_settings"]
     assert earlier["until_step"] == 1 and earlier["settings"]["steps"] == 1
     assert earlier["model_config"] == {"attn_dropout": 0.1, "proj_dropout": 0.1}
@@ -214,10 +209,10 @@ def test_resume_records_a_changed_model_config(tmp_path, tiny_latents):
 
 def test_resume_refuses_another_task(tmp_path):
     args = vae_args(tmp_path, "--steps", "1")
-    train(vae_task(args), settings_of(args), tmp_path, progress=False)
+    train(vae_task(args.recipe), args.settings, tmp_path, progress=False)
     cargs = cli("classifier", tmp_path / "unused", "--steps", "1")
     with pytest.raises(CheckpointError, match="is a 'vae' run, not 'classifier'"):
-        train(classifier_task(cargs), settings_of(cargs), tmp_path, resume=True, progress=False)
+        train(classifier_task(cargs.recipe), cargs.settings, tmp_path, resume=True, progress=False)
 
 
 def test_main_requires_resume_for_existing_state(tmp_path, capsys):
@@ -252,7 +247,7 @@ def test_metrics_csv_is_written_continued_on_resume_and_plotted(tmp_path):
     with open(tmp_path / "metrics.csv", "a") as f:  # logged after the last checkpoint, then a crash
         f.write("2,9,9,9,9,9\n")
     train_module.main([*argv, "--steps", "4", "--resume"])
-    columns = train_module.read_metrics(tmp_path)
+    columns = training_loop.read_metrics(tmp_path)
     assert columns["step"] == [0, 1, 2, 3] and columns["loss"][:2] == [float(r["loss"]) for r in rows]
     assert columns["loss"][2] != 9 and columns["seconds"][2] >= columns["seconds"][1]
 
@@ -266,24 +261,24 @@ def test_metrics_csv_is_written_continued_on_resume_and_plotted(tmp_path):
 @pytest.fixture
 def few_eval_images(monkeypatch):
     """Export measures thousands of images; a handful keeps the test fast (same code path)."""
-    real_batches, real_heldout = train_module._image_batches, train_module.heldout_shapes
-    monkeypatch.setattr(train_module, "heldout_shapes", lambda count, size: real_heldout(min(count, 8), size))
-    monkeypatch.setattr(train_module, "_image_batches",
+    real_batches, real_heldout = training_tasks._image_batches, training_tasks.heldout_shapes
+    monkeypatch.setattr(training_tasks, "heldout_shapes", lambda count, size: real_heldout(min(count, 8), size))
+    monkeypatch.setattr(training_tasks, "_image_batches",
                         lambda dataset, count, batch_size=64: real_batches(dataset, min(count, len(dataset), 8), 4))
 
 
 def test_vae_export_writes_weights_and_sidecar(tmp_path, few_eval_images):
     args = vae_args(tmp_path / "run", "--steps", "2")
-    task, settings = vae_task(args), settings_of(args)
+    task, settings = vae_task(args.recipe), args.settings
     ema, info = train(task, settings, tmp_path / "run", progress=False)
-    weights = train_module.export(task, ema, info, settings, tmp_path / "vae_tiny")
+    weights = training_loop.export(task, ema, info, settings, tmp_path / "vae_tiny")
     assert weights == tmp_path / "vae_tiny.safetensors" and weights.is_file()
     sidecar = json.loads((tmp_path / "vae_tiny.json").read_text())
     assert sidecar["kind"] == "vae" and sidecar["steps"] == 2 and sidecar["batch_size"] == 2
     assert sidecar["weights_dtype"] == "float16" and sidecar["data"]["kind"] == "shapes"
     m = sidecar["metrics"]
     model = load_model(weights, kind="vae")
-    images = torch.stack([item[0] for item in train_module.heldout_shapes(8, model.config.resolution)])
+    images = torch.stack([item[0] for item in training_tasks.heldout_shapes(8, model.config.resolution)])
     quantizer = GaussianQuantizer.official()
     with torch.no_grad():  # the 8 held-out images `few_eval_images` leaves, through the exported (fp16) weights:
         # within 1e-3 dB (the metrics are rounded to 3 decimals), closer than the two PSNRs are to each other
@@ -300,21 +295,21 @@ def test_vae_export_writes_weights_and_sidecar(tmp_path, few_eval_images):
 
 def test_classifier_task_smoke_and_export(tmp_path, few_eval_images):
     args = cli("classifier", tmp_path / "run", "--steps", "2")
-    task = classifier_task(args)
+    task = classifier_task(args.recipe)
     assert task.kind == "classifier" and len(task.dataset) > 0
-    ema, info = train(task, settings_of(args), tmp_path / "run", progress=False)
+    ema, info = train(task, args.settings, tmp_path / "run", progress=False)
     assert read_torch_checkpoint(tmp_path / "run" / "state.pt")["kind"] == "classifier"
     with torch.no_grad():
         logits = ema(torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
     # rig the head to answer one class whatever the image: the held-out accuracy is then known exactly
-    labels = [int(label) for _, label in train_module.heldout_shapes(8, 32)]  # the export's 8 (few_eval_images)
+    labels = [int(label) for _, label in training_tasks.heldout_shapes(8, 32)]  # the export's 8 (few_eval_images)
     answer = labels[0]
     with torch.no_grad():
         ema.head.weight.zero_()
         ema.head.bias.zero_()
         ema.head.bias[answer] = 1.0
-    weights = train_module.export(task, ema, info, settings_of(args), tmp_path / "clf")
+    weights = training_loop.export(task, ema, info, args.settings, tmp_path / "clf")
     sidecar = json.loads((tmp_path / "clf.json").read_text())
     assert sidecar["metrics"]["heldout_images"] == 8
     assert sidecar["metrics"]["heldout_accuracy"] == round(labels.count(answer) / 8, 4) > 0
@@ -339,7 +334,7 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     assert result.stdout.count("trained vae: ") == 1  # only rank 0 reports
     state = read_torch_checkpoint(out / "state.pt")
     assert state["step"] == 2 and state["settings"]["batch_size"] == 4
-    initial = vae_task(vae_args(tmp_path / "unused")).build_model
+    initial = vae_task(vae_args(tmp_path / "unused").recipe).build_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         start = initial().state_dict()
@@ -357,21 +352,21 @@ def test_check_replicas_agree_detects_divergence(monkeypatch):
     other = copy.deepcopy(mine)
 
     def second_rank_holds(model):
-        theirs = train_module.replica_checksums(model)
+        theirs = training_loop.replica_checksums(model)
 
         def all_reduce(tensor, op):
-            combine = torch.minimum if op == train_module.dist.ReduceOp.MIN else torch.maximum
+            combine = torch.minimum if op == training_loop.dist.ReduceOp.MIN else torch.maximum
             tensor.copy_(combine(tensor, theirs))
 
-        monkeypatch.setattr(train_module.dist, "all_reduce", all_reduce)
+        monkeypatch.setattr(training_loop.dist, "all_reduce", all_reduce)
 
     second_rank_holds(other)
-    train_module.check_replicas_agree(mine)
+    training_loop.check_replicas_agree(mine)
     with torch.no_grad():
         other.decoder.conv_out.bias[0] += 1e-6
     second_rank_holds(other)
     with pytest.raises(RuntimeError, match="different weights"):
-        train_module.check_replicas_agree(mine)
+        training_loop.check_replicas_agree(mine)
 
 
 # ------------------------------------------------------------------ tokenizer layout and snapshots
@@ -380,7 +375,7 @@ def test_vae_stride_and_latent_channels_shape_the_latent_grid(tmp_path):
     power of two is a one-line error."""
     from tokenbridge.vae import levels_for_stride
 
-    model = vae_task(vae_args(tmp_path, "--stride", "4", "--latent-channels", "4")).build_model()
+    model = vae_task(vae_args(tmp_path, "--stride", "4", "--latent-channels", "4").recipe).build_model()
     assert model.encode_latents(torch.zeros(1, 3, 32, 32)).shape == (1, 4, 8, 8)
     assert levels_for_stride((1, 2, 2, 4), 4) == (1, 2, 4) and levels_for_stride((1, 2, 2, 4), 8) == (1, 2, 2, 4)
     with pytest.raises(SystemExit):
@@ -391,12 +386,10 @@ def test_generator_layout_follows_the_latents(tmp_path):
     """A cache of [4, 16, 16] latents of 64×64 images trains a 256-token, 4-channel generator
     from a preset made for 8×8×16."""
     from tokenbridge.data import cache_latents
-    from tokenbridge.train import generator_task
-
     images = torch.utils.data.TensorDataset(torch.zeros(4, 3, 64, 64), torch.arange(4) % 2)
     images.classes = ["a", "b"]
     latents = cache_latents(lambda x: torch.randn(len(x), 4, 16, 16), images, tmp_path / "l.safetensors")
-    config = generator_task(generator_args(tmp_path / "run", latents)).build_model().config
+    config = generator_task(generator_args(tmp_path / "run", latents).recipe).build_model().config
     assert (config.seq_len, config.token_dim, config.vae_stride, config.img_size) == (256, 4, 4, 64)
 
 
@@ -404,10 +397,8 @@ def test_snapshots_hold_the_ema_and_the_progress(tmp_path, tiny_latents):
     """``--snapshot-every 2`` over 4 steps writes the EMA after steps 2 and 4, each loadable, with
     step, samples seen and seconds; the last equals the returned EMA."""
     from tokenbridge.checkpoints import read_header
-    from tokenbridge.train import generator_task
-
     args = generator_args(tmp_path / "run", tiny_latents, "--steps", "4", "--snapshot-every", "2")
-    ema, _ = train(generator_task(args), settings_of(args), tmp_path / "run", progress=False)
+    ema, _ = train(generator_task(args.recipe), args.settings, tmp_path / "run", progress=False)
     paths = sorted((tmp_path / "run" / "snapshots").iterdir())
     assert [p.name for p in paths] == ["step_000002.safetensors", "step_000004.safetensors"]
     progress = read_header(paths[0])["extra"]["snapshot"]

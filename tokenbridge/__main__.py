@@ -13,31 +13,19 @@ is only checked once loaded). Training and evaluation have their own entry point
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass
 
-import torch
 from PIL import Image
 
 from tokenbridge import checkpoints, cli, pictures
 from tokenbridge.compositing import FEATHER
 from tokenbridge.data import load_image, to_uint8_image
 from tokenbridge.generator import GeneratorConfig
-from tokenbridge.pipeline import EMBEDDED, SAMPLER_DEFAULTS, Pipeline
-from tokenbridge.sampling import CFG_MODES, CFG_SCHEDULES, ORDERS
+from tokenbridge.pipeline import EMBEDDED, Pipeline
+from tokenbridge.regions import Span, cells_mask, parse_cells
+from tokenbridge.sampling import KNOBS, SamplerSettings
 from tokenbridge.vae import VAEConfig
-
-SAMPLER_FLAGS = {
-    "num_steps": ("--steps", dict(type=cli.number(int, 1))),
-    "cfg": ("--cfg", dict(type=cli.number(float, 0))),
-    "cfg_schedule": ("--cfg-schedule", dict(choices=CFG_SCHEDULES)),
-    "cfg_mode": ("--cfg-mode", dict(choices=CFG_MODES)),
-    "temperature": ("--temperature", dict(type=cli.number(float, 0, low_open=True))),
-    "order": ("--order", dict(choices=ORDERS)),
-    "gumbel": ("--gumbel", dict(type=cli.number(float, 0))),
-}
-"""Sampler keyword → (flag, argparse options); unset flags leave `SAMPLER_DEFAULTS` to the pipeline."""
 
 
 @dataclass
@@ -54,21 +42,12 @@ class Models:
 # ------------------------------------------------------------------------------------------------
 
 
-def region_range(text: str) -> tuple[tuple[int, int | None], tuple[int, int | None]]:
-    """``"ROWS,COLUMNS"``, each a half-open range ``a:b`` (either end may be left out) or one index."""
-    parts = text.split(",")
-    found = [re.fullmatch(r"\s*(\d*)(:?)(\d*)\s*", part) for part in parts]
-    if len(parts) != 2 or not all(m and (m[1] or m[2]) for m in found):
-        raise argparse.ArgumentTypeError(f"must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 (half-open ranges "
-                                         f"a:b, or single indices), got {text!r}")  # fmt: skip
-    ranges = []
-    for m in found:
-        start = int(m[1] or 0)
-        stop = (int(m[3]) if m[3] else None) if m[2] else start + 1
-        if stop is not None and stop <= start:
-            raise argparse.ArgumentTypeError(f"the range {m[0].strip()!r} in {text!r} is empty")
-        ranges.append((start, stop))
-    return tuple(ranges)
+def region_spans(text: str) -> tuple[Span, Span]:
+    """The ``--region`` type: `regions.parse_cells` (the grid is checked once the models are known)."""
+    try:
+        return parse_cells(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_model_flags(p: argparse.ArgumentParser, out: str, seed: str, what: str) -> None:
@@ -80,8 +59,9 @@ def _add_model_flags(p: argparse.ArgumentParser, out: str, seed: str, what: str)
     p.add_argument("--out", type=cli.output_image, default=out, help=f"image file to write: {what} (default: {out})")
     p.add_argument("--scale", type=cli.number(int, 1, 16), default=1,
                    help="enlarge the written images N times, nearest neighbour (default: 1)")  # fmt: skip
-    for name, (flag, options) in SAMPLER_FLAGS.items():
-        p.add_argument(flag, dest=name, default=None, help=f"default: {SAMPLER_DEFAULTS[name]}", **options)
+    defaults = SamplerSettings()
+    for name in KNOBS:  # unset flags leave the sampler's settings to the pipeline
+        cli.sampler_argument(p, name, dest=name, default=None, help=f"default: {getattr(defaults, name)}")
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -104,7 +84,7 @@ def build_parser() -> cli.ArgumentParser:
     e = sub.add_parser("edit", help="re-sample a region of an image's tokens, keeping the rest")
     e.add_argument("--image", type=cli.existing_file, required=True,
                    help="image file (its centre square is resized to the model's image size)")
-    e.add_argument("--region", type=region_range, required=True,
+    e.add_argument("--region", type=region_spans, required=True,
                    help="ROWS,COLUMNS on the token grid to re-sample, half-open: 2:6,2:6 (or 3,0:8; 2:,: ...)")
     e.add_argument("--class", dest="class_", help="class name or id of the new content (omit: unconditional)")
     e.add_argument("--feather", type=cli.number(float, 0), default=FEATHER,
@@ -171,24 +151,11 @@ def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace, mode
     args.label = cli.check(parser, "--class", class_id, args.class_, models.classes)
     to_sample = models.grid**2
     if args.command == "edit":
-        args.region_mask = cli.check(parser, "--region", region_mask, args.region, models.grid)
+        args.region_mask = cli.check(parser, "--region", cells_mask, args.region, models.grid)
         to_sample = int(args.region_mask.sum())
         args.images = cli.check(parser, "--image", _load_image, args.image, models.image_size)
     if args.num_steps is not None and args.num_steps > to_sample:
         parser.error(f"argument --steps: must be <= {to_sample}, the number of tokens to sample, got {args.num_steps}")
-
-
-def region_mask(ranges, grid: int):
-    """``(rows, columns)`` half-open ranges → bool ``[grid, grid]``, True inside; ValueError past the grid."""
-    mask = torch.zeros(grid, grid, dtype=torch.bool)
-    bounds = []
-    for axis, (start, stop) in zip(("rows", "columns"), ranges):
-        stop = grid if stop is None else stop
-        if stop > grid or start >= grid:
-            raise ValueError(f"{axis} {start}:{stop} reach past the {grid}×{grid} token grid (indices 0..{grid - 1})")
-        bounds.append(slice(start, stop))
-    mask[bounds[0], bounds[1]] = True
-    return mask
 
 
 def _load_image(path, size: int):
@@ -235,7 +202,7 @@ def _edit(pipe, args: argparse.Namespace) -> str:
 
 def _sampler(args: argparse.Namespace) -> dict:
     """The sampler flags that were given (the pipeline fills in the rest)."""
-    return {k: getattr(args, k) for k in SAMPLER_FLAGS if getattr(args, k) is not None}
+    return {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}
 
 
 def main(argv=None) -> None:

@@ -10,6 +10,7 @@ atomically (temporary file in the same folder, then ``os.replace``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 
 from tokenbridge.classifier import build_classifier
-from tokenbridge.generator import GENERATORS, build_generator
+from tokenbridge.files import atomic_write
+from tokenbridge.generator import PRESETS, GeneratorConfig, build_generator
 from tokenbridge.quantizer import GaussianQuantizer
 from tokenbridge.vae import build_vae, kl16
 
@@ -31,25 +33,6 @@ FORMAT_KEY = "tokenbridge"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: unreadable, unsafe, or not matching the model."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Atomic writes
-# ------------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def save_training_state(state: dict, path: str | os.PathLike) -> Path:
@@ -247,11 +230,30 @@ def load_official_vae(path: str | os.PathLike, **config_overrides) -> nn.Module:
     return model.eval()
 
 
-def _official_overrides(state: Mapping[str, torch.Tensor]) -> dict:
-    """Sizes a generator state dict fixes by shape: levels, classes, channels, buffer, token grid."""
+ARCHITECTURE_FIELDS = ("encoder_embed_dim", "encoder_depth", "decoder_embed_dim", "decoder_depth", "channel_embed_dim",
+                       "channel_depth", "head")
+"""Generator config fields a state dict shows by its keys and shapes that name a preset's network; the
+head counts, which no shape shows, come from the preset of that network."""
+
+
+def _block_count(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    return len({key.split(".")[1] for key in state if key.startswith(prefix + ".")})
+
+
+def generator_state_fields(state: Mapping[str, torch.Tensor]) -> dict:
+    """Every generator config field a state dict fixes by its keys and shapes: the network
+    (`ARCHITECTURE_FIELDS`) and the data it models (levels, classes, channels, buffer, ``grid``:
+    tokens a side)."""
     try:
         num_tokens = state["output_pos_embed"].shape[1]
-        return {"quant_levels": state["channel_heads.0.weight"].shape[0],
+        return {"encoder_embed_dim": state["z_proj.weight"].shape[0],
+                "encoder_depth": _block_count(state, "encoder_blocks"),
+                "decoder_embed_dim": state["decoder_embed.weight"].shape[0],
+                "decoder_depth": _block_count(state, "decoder_blocks"),
+                "channel_embed_dim": state["channel_embed"].shape[2],
+                "channel_depth": _block_count(state, "channel_blocks"),
+                "head": "autoregressive" if "token_embeddings.0.weight" in state else "parallel",
+                "quant_levels": state["channel_heads.0.weight"].shape[0],
                 "class_num": state["class_emb.weight"].shape[0],
                 "vae_embed_dim": state["z_proj.weight"].shape[1],
                 "buffer_size": state["encoder_pos_embed_learned"].shape[1] - num_tokens,
@@ -260,14 +262,36 @@ def _official_overrides(state: Mapping[str, torch.Tensor]) -> dict:
         raise CheckpointError(f"not a TokenBridge generator state dict: no {e.args[0]!r}") from None
 
 
+def official_generator_config(state: Mapping[str, torch.Tensor], source: str) -> GeneratorConfig:
+    """The config of a foreign generator state dict: the preset whose network (`ARCHITECTURE_FIELDS`)
+    the keys and shapes show, with the data sizes they show. Presets that share a network must then
+    agree (e.g. the 16-level ablation is the baseline with other levels); the registry's order
+    plays no part."""
+    found = generator_state_fields(state)
+    grid = found.pop("grid")
+    network = {name: found[name] for name in ARCHITECTURE_FIELDS}
+    configs = {}
+    for name, preset in PRESETS.items():
+        if all(getattr(preset, field) == value for field, value in network.items()):
+            img_size = grid * preset.vae_stride * preset.patch_size
+            configs[name] = dataclasses.replace(preset, **found, img_size=img_size)
+    if not configs:
+        raise CheckpointError(f"{source}: no generator preset has this network "
+                              f"({', '.join(f'{k}={v}' for k, v in network.items())})")
+    if len(set(configs.values())) > 1:
+        raise CheckpointError(f"{source}: the presets {', '.join(configs)} share this network but differ in "
+                              f"what its shapes do not show (attention heads, norms): which one is meant is unknown")
+    return next(iter(configs.values()))
+
+
 def load_official_generator(path: str | os.PathLike, weights: str = "model_ema"):
     """An official ``checkpoint-last.pth`` as ``(model, quantizer)``, strict keys.
 
-    ``weights``: ``"model_ema"`` (what the official sampler uses) or ``"model"``. The preset is
-    inferred by matching every shape against the registered presets, official base/large/huge
-    first (attention heads follow the preset); an official preset carries the fixed official
-    channel order in ``model.config.channel_order``; the quantizer is the official one with the
-    head's number of levels.
+    ``weights``: ``"model_ema"`` (what the official sampler uses) or ``"model"``. The config is read
+    from the keys and shapes (`official_generator_config`; attention heads follow the preset of
+    that network); an official preset carries the fixed official channel order in
+    ``model.config.channel_order``; the quantizer is the official one with the head's number of
+    levels.
     """
     if weights not in ("model_ema", "model"):
         raise ValueError(f"weights must be 'model_ema' or 'model', got {weights!r}")
@@ -277,19 +301,7 @@ def load_official_generator(path: str | os.PathLike, weights: str = "model_ema")
         warnings.warn(f"{source} has no 'model_ema' weights: falling back to 'model' (the raw, non-EMA weights)",
                       stacklevel=2)  # fmt: skip
     state = unwrap_state_dict(checkpoint, source, (weights, "model", "state_dict"))
-    overrides = _official_overrides(state)
-    grid = overrides.pop("grid")
-    tried = []
-    for name, preset in GENERATORS.items():
-        with torch.device("meta"):
-            config = preset().config
-            overrides["img_size"] = grid * config.vae_stride * config.patch_size
-            candidate = preset(**overrides)
-        missing, unexpected, misshaped = state_dict_mismatches(candidate, state)
-        if not (missing or unexpected or misshaped):
-            model = preset(**overrides)
-            load_state_strict(model, state, source)
-            levels = overrides["quant_levels"]
-            return model.eval(), GaussianQuantizer(levels, model.config.quant_max, model.config.std_range)
-        tried.append(f"{name}: {len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped")
-    raise CheckpointError(f"{source} matches no generator preset ({'; '.join(tried)})")
+    model = build_generator(official_generator_config(state, source))
+    load_state_strict(model, state, source)
+    config = model.config
+    return model.eval(), GaussianQuantizer(config.quant_levels, config.quant_max, config.std_range)

@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from tokenbridge.devices import pick_device
+from tokenbridge.sampling import KNOBS, SamplerSettings
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line on stderr (no usage block), exit status 2; sub-parsers inherit it."""
@@ -68,9 +71,20 @@ def number(kind: type, low: float | None = None, high: float | None = None, *, l
     return parse
 
 
+def sampler_argument(parser: argparse.ArgumentParser, name: str, **options) -> None:
+    """Add the flag of the sampler knob ``name`` (a `SamplerSettings` field) as its `Knob` says: its
+    choices, or a number checked like the sampler checks it; ``options`` (dest, default, nargs, help)
+    go to ``add_argument``."""
+    knob = KNOBS[name]
+    if knob.choices is not None:
+        checked = dict(choices=knob.choices)
+    else:
+        checked = dict(type=number(type(getattr(SamplerSettings(), name)), knob.low, low_open=knob.low_open))
+    parser.add_argument(knob.flag, **checked, **options)
+
+
 def device(text: str) -> str:
     """``auto``, ``cpu``, ``cuda``, ``cuda:1``, …: a device torch knows and this machine has."""
-    from tokenbridge.pipeline import pick_device
 
     try:
         pick_device(text)

@@ -1,10 +1,8 @@
-"""Data: the procedural "shapes" dataset, image folders, and cached latents.
+"""Data: image conversion, image folders, and cached latents.
 
-Three sources of training data, all yielding the same items so training code does not care which
-one it gets:
+Sources of training data that yield the same items as the procedural shapes
+(`tokenbridge.shapes.ShapesDataset`), so training code does not care which one it gets:
 
-- `ShapesDataset`: 64×64 RGB images of 10 shape kinds, rendered on the fly with numpy, no files.
-  Every image is a pure function of ``(seed, index)``; the label is ``index % 10``.
 - `ImageFolderDataset`: any folder laid out one sub-folder per class (torchvision's ImageFolder
   layout), centre-cropped and resized; unreadable files are reported, never crashed on.
 - `LatentDataset`: latents written once by `cache_latents` (encode once, train many times).
@@ -15,31 +13,21 @@ Items are ``(image [3, H, W] float32 in [-1, 1], label int64)`` (latents instead
 
 from __future__ import annotations
 
-import colorsys
-import functools
 import json
-import math
 import os
 import struct
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
 import warnings
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-CLASS_NAMES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "ring",
-    "cross", "ellipse", "crescent", "heart", "arrow",
-)  # fmt: skip
-NUM_CLASSES = len(CLASS_NAMES)
+from tokenbridge.files import atomic_write
+
 IMAGE_SIZE = 64
-TRAIN_SEED = 0
-"""Seed of the training split of the shapes dataset."""
-HELDOUT_SEED = 1
-"""Seed of the held-out split (evaluation, FD reference statistics): disjoint random draws."""
+"""Side of the embedded images (pixels): the shapes' size and `load_image`'s default."""
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 40_000_000
@@ -100,265 +88,6 @@ def from_uint8_image(images) -> torch.Tensor:
     else:
         x = torch.from_numpy(np.asarray(images, dtype=np.float32))  # a fresh, writable copy
     return x.movedim(-1, -3).div_(127.5).sub_(1.0).contiguous()
-
-
-# ------------------------------------------------------------------------------------------------
-# Procedural shapes: geometry
-# ------------------------------------------------------------------------------------------------
-# Every shape lives in a local frame where it fits inside the unit disc; a sample places it with a
-# centre c, a scale s (pixels per local unit) and a rotation θ. Distances are signed (negative
-# inside) and in pixels, so alpha = clip(0.5 - d, 0, 1) is a ~1 px anti-aliased edge. Polygons are
-# unions of convex pieces; a convex piece's distance is the max over its edges' half-plane
-# distances (exact inside, slightly rounded outside the corners: fine for a 1 px ramp).
-
-
-def _convex_edges(vertices: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Edges of a convex polygon as ``[K, 3]`` rows ``(nx, ny, offset)``: n·p - offset > 0 outside."""
-    v = np.asarray(vertices, dtype=np.float64)
-    centroid = v.mean(axis=0)
-    rows = []
-    for a, b in zip(v, np.roll(v, -1, axis=0)):
-        e = b - a
-        n = np.array([e[1], -e[0]]) / np.hypot(*e)
-        if n @ (centroid - a) > 0:
-            n = -n
-        rows.append((n[0], n[1], n @ a))
-    return np.array(rows)
-
-
-def _regular_polygon(k: int, radius: float, phase: float) -> list[tuple[float, float]]:
-    angles = [phase + 2 * math.pi * i / k for i in range(k)]
-    return [(radius * math.cos(a), radius * math.sin(a)) for a in angles]
-
-
-@functools.lru_cache(maxsize=None)
-def _polygon_pieces(name: str) -> np.ndarray | None:
-    """``[P, K, 3]`` convex pieces (union) of a polygonal class, or None for curved classes."""
-    if name == "square":
-        pieces = [[(-0.7, -0.7), (0.7, -0.7), (0.7, 0.7), (-0.7, 0.7)]]
-    elif name == "triangle":
-        pieces = [_regular_polygon(3, 1.0, -math.pi / 2)]
-    elif name == "star":  # inner pentagon + five tip triangles whose bases reach into it (overlap: no seams)
-        tips = _regular_polygon(5, 1.0, -math.pi / 2)
-        inner = _regular_polygon(5, 0.42, -math.pi / 2 + math.pi / 5)
-        def reach(tip, base):  # 40% past the inner vertex, along the tip's edge
-            return tip[0] + 1.4 * (base[0] - tip[0]), tip[1] + 1.4 * (base[1] - tip[1])
-
-        tri = [_convex_edges([tips[i], reach(tips[i], inner[i]), reach(tips[i], inner[i - 1])]) for i in range(5)]
-        edges = [_convex_edges(inner)] + [np.concatenate([t, t[:2]]) for t in tri]  # pad 3 edges to 5
-        return np.stack(edges)
-    elif name == "cross":
-        pieces = [[(-0.95, -0.3), (0.95, -0.3), (0.95, 0.3), (-0.95, 0.3)],
-                  [(-0.3, -0.95), (0.3, -0.95), (0.3, 0.95), (-0.3, 0.95)]]  # fmt: skip
-    elif name == "arrow":  # shaft + head; the head's 3 edges padded to 4 by repeating one
-        shaft = [(-0.95, -0.22), (0.15, -0.22), (0.15, 0.22), (-0.95, 0.22)]
-        head = [(0.1, -0.56), (0.95, 0.0), (0.1, 0.56)]
-        edges = [_convex_edges(shaft), _convex_edges(head)]
-        edges[1] = np.concatenate([edges[1], edges[1][:1]])
-        return np.stack(edges)
-    else:
-        return None
-    return np.stack([_convex_edges(p) for p in pieces])
-
-
-@functools.lru_cache(maxsize=8)
-def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates: x ``[1, S]``, y ``[S, 1]``, and homogeneous ``[3, S*S]`` (x, y, 1)."""
-    c = np.arange(size, dtype=np.float32) + 0.5
-    xx, yy = np.meshgrid(c, c)
-    homog = np.stack([xx.ravel(), yy.ravel(), np.ones(size * size, np.float32)])
-    return c[None, :], c[:, None], homog
-
-
-@functools.lru_cache(maxsize=8)
-def _upsample_matrix(size: int, coarse: int) -> np.ndarray:
-    """``[size, coarse]`` linear-interpolation matrix (smooth value noise: M @ n @ M.T)."""
-    pos = (np.arange(size) + 0.5) / size * (coarse - 1)
-    lo = np.minimum(np.floor(pos).astype(int), coarse - 2)
-    frac = pos - lo
-    m = np.zeros((size, coarse), np.float32)
-    m[np.arange(size), lo] = 1 - frac
-    m[np.arange(size), lo + 1] = frac
-    return m
-
-
-def _shape_distance(name: str, size: int, cx: float, cy: float, scale: float, theta: float) -> np.ndarray:
-    """Signed distance in pixels ``[size, size]`` (negative inside) of one placed shape."""
-    xs, ys, homog = _pixel_grid(size)
-    cos, sin = math.cos(theta), math.sin(theta)
-    pieces = _polygon_pieces(name)
-    if pieces is not None:
-        # local p = R(x - c)/s with R = [[cos, sin], [-sin, cos]]; n·p - o in pixels is
-        # (R^T n)·(x - c) - o·s: one [P*K, 3] @ [3, S*S] product for all edges.
-        nx, ny, off = pieces[..., 0], pieces[..., 1], pieces[..., 2]
-        ax = nx * cos - ny * sin
-        ay = nx * sin + ny * cos
-        rows = np.stack([ax, ay, -(ax * cx + ay * cy) - off * scale], axis=-1).astype(np.float32)
-        d = rows.reshape(-1, 3) @ homog
-        return d.reshape(pieces.shape[0], pieces.shape[1], -1).max(axis=1).min(axis=0).reshape(size, size)
-
-    def place(u: float, v: float) -> tuple[float, float]:  # local point -> pixel coordinates
-        return cx + scale * (cos * u - sin * v), cy + scale * (sin * u + cos * v)
-
-    def circle(u: float, v: float, r: float) -> np.ndarray:
-        px, py = place(u, v)
-        return np.sqrt((xs - px) ** 2 + (ys - py) ** 2) - r * scale
-
-    if name == "circle":
-        return circle(0, 0, 0.95)
-    if name == "ring":
-        return np.abs(circle(0, 0, 0.73)) - 0.24 * scale
-    if name == "crescent":
-        return np.maximum(circle(0, 0, 0.97), -circle(0.45, 0, 0.8))
-    if name == "heart":  # a diamond (L1 ball) plus two discs on its upper sides; tip points +v
-        h, c = 0.74, 0.0766
-        dx, dy = xs - cx, ys - cy
-        u, v = (cos * dx + sin * dy) / scale, (-sin * dx + cos * dy) / scale
-        diamond = (np.abs(u) + np.abs(v - c) - h) * (scale / math.sqrt(2))
-        r = h / math.sqrt(2)
-        lobes = np.minimum(circle(-h / 2, c - h / 2, r), circle(h / 2, c - h / 2, r))
-        return np.minimum(diamond, lobes)
-    if name == "ellipse":  # semi-axes (0.97, 0.5); distance ≈ k0 (k0 - 1) / k1 (Quílez)
-        a, b = 0.97 * scale, 0.5 * scale
-        dx, dy = xs - cx, ys - cy
-        u, v = cos * dx + sin * dy, -sin * dx + cos * dy
-        k0 = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-        k1 = np.sqrt((u / (a * a)) ** 2 + (v / (b * b)) ** 2)
-        return k0 * (k0 - 1.0) / np.maximum(k1, 1e-6)
-    raise ValueError(f"unknown shape {name!r}; valid: {', '.join(CLASS_NAMES)}")
-
-
-# ------------------------------------------------------------------------------------------------
-# Procedural shapes: colours, backgrounds, samples
-# ------------------------------------------------------------------------------------------------
-
-_LUMA = np.array([0.299, 0.587, 0.114])
-MIN_CONTRAST = 0.3
-"""Least luminance difference (0..1) between the foreground and both background end colours."""
-
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
-
-
-def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Background end colours A, B and a foreground colour with luminance contrast ≥ MIN_CONTRAST."""
-    light_bg = rng.random() < 0.5
-    hue, sat = rng.random(), rng.uniform(0.0, 0.6)
-    v = rng.uniform(0.65, 0.98) if light_bg else rng.uniform(0.08, 0.45)
-    a = _hsv(hue, sat, v)
-    dv = rng.uniform(0.05, 0.2) * (1 if rng.random() < 0.5 else -1)
-    dv = dv if 0.02 <= v + dv <= 1.0 else -dv  # the gradient always changes brightness a little
-    b = _hsv(hue + rng.uniform(-0.15, 0.15), np.clip(sat + rng.uniform(-0.2, 0.2), 0, 1), v + dv)
-    bg_luma = np.array([a @ _LUMA, b @ _LUMA])
-    for _ in range(8):
-        fg = _hsv(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.0, 0.5) if light_bg else rng.uniform(0.6, 1.0))
-        if np.abs(fg @ _LUMA - bg_luma).min() >= MIN_CONTRAST:
-            return a, b, fg
-    return a, b, np.full(3, 0.03 if light_bg else 0.97)  # grey fallback: always enough contrast
-
-
-def _background(rng: np.random.Generator, size: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``[S, S, 3]`` float32: a linear or radial gradient A->B, optional soft stripes and noise."""
-    xs, ys, _ = _pixel_grid(size)
-    if rng.random() < 0.7:  # linear gradient along a random direction
-        phi = rng.uniform(0, 2 * math.pi)
-        t = ((xs - size / 2) * math.cos(phi) + (ys - size / 2) * math.sin(phi)) / size + 0.5
-    else:  # radial gradient around a random point
-        px, py = rng.uniform(0, size, 2)
-        t = np.sqrt((xs - px) ** 2 + (ys - py) ** 2) / (0.9 * size)
-    t = np.clip(t, 0.0, 1.0)
-    shade = np.zeros((size, size), np.float32)
-    if rng.random() < 0.4:  # soft stripes: 2-7 cycles per image, random direction
-        psi, freq, amp = rng.uniform(0, math.pi), rng.uniform(2, 7), rng.uniform(0.03, 0.08)
-        proj = xs * math.cos(psi) + ys * math.sin(psi)
-        shade = shade + amp * np.sin(proj * (2 * math.pi * freq / size) + rng.uniform(0, 2 * math.pi))
-    if rng.random() < 0.5:  # smooth value noise (6×6 lattice, linearly interpolated)
-        m = _upsample_matrix(size, 6)
-        shade = shade + rng.uniform(0.03, 0.07) * (m @ rng.standard_normal((6, 6), np.float32) @ m.T)
-    if rng.random() < 0.5:  # fine grain
-        shade = shade + rng.uniform(0.008, 0.02) * rng.standard_normal((size, size), np.float32)
-    bg = a.astype(np.float32) + t[..., None] * (b - a).astype(np.float32)
-    return bg + shade[..., None]
-
-
-@dataclass
-class ShapeSample:
-    """One rendered shape: ``image`` uint8 [H, W, 3], ``label`` in 0..9, ``mask`` bool [H, W] (foreground)."""
-
-    image: np.ndarray
-    label: int
-    mask: np.ndarray
-
-
-def render_shape(seed: int, index: int, size: int = IMAGE_SIZE) -> ShapeSample:
-    """Render sample ``index`` of the shapes dataset drawn with ``seed`` (a pure function of both).
-
-    Label = ``index % 10`` (so any 10 consecutive indices hold each class once). Random draws,
-    all from ``np.random.default_rng([seed, index])``: shape scale (circumradius 0.2-0.4 of the
-    image), centre (the shape stays fully inside), rotation (uniform), background end colours,
-    gradient kind/direction, stripes and noise, and a foreground colour whose luminance differs
-    from both background end colours by at least `MIN_CONTRAST`. ``mask`` is the anti-aliased
-    coverage ≥ 0.5.
-    """
-    if seed < 0 or index < 0:
-        raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}")
-    if size < 16:
-        raise ValueError(f"size must be >= 16 pixels, got {size}")
-    rng = np.random.default_rng([seed, index])
-    label = index % NUM_CLASSES
-    scale = rng.uniform(0.2, 0.4) * size
-    cx, cy = rng.uniform(scale + 1, size - scale - 1, 2)
-    theta = rng.uniform(0, 2 * math.pi)
-    a, b, fg = _colours(rng)
-    bg = _background(rng, size, a, b)
-    dist = _shape_distance(CLASS_NAMES[label], size, cx, cy, scale, theta)
-    alpha = np.clip(0.5 - dist, 0.0, 1.0)[..., None]
-    img = bg + alpha * (fg.astype(np.float32) - bg)
-    image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return ShapeSample(image=image, label=label, mask=dist <= 0.0)
-
-
-class ShapesDataset(Dataset):
-    """The procedural shapes dataset: item i is `render_shape(seed, offset + i, size)`.
-
-    Items: ``(image [3, S, S] float32 in [-1, 1], label int64)``, plus ``mask [S, S] bool`` when
-    ``with_mask``. Use ``seed=TRAIN_SEED`` for training and ``seed=HELDOUT_SEED`` for evaluation.
-    """
-
-    classes = CLASS_NAMES
-
-    def __init__(self, num_samples: int, seed: int = TRAIN_SEED, offset: int = 0, size: int = IMAGE_SIZE,
-                 with_mask: bool = False):  # fmt: skip
-        if num_samples < 0 or offset < 0 or seed < 0:
-            raise ValueError(f"num_samples, seed and offset must be >= 0, got {num_samples}, {seed}, {offset}")
-        self.num_samples, self.seed, self.offset, self.size, self.with_mask = num_samples, seed, offset, size, with_mask
-
-    @property
-    def num_classes(self) -> int:
-        return NUM_CLASSES
-
-    @property
-    def description(self) -> dict:
-        return {"kind": "shapes", "num_samples": self.num_samples, "seed": self.seed, "offset": self.offset,
-                "size": self.size}  # fmt: skip
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __getitem__(self, i: int):
-        if not -self.num_samples <= i < self.num_samples:
-            raise IndexError(f"index {i} out of range for {self.num_samples} samples")
-        sample = render_shape(self.seed, self.offset + (i % self.num_samples), self.size)
-        image = from_uint8_image(sample.image)
-        label = torch.tensor(sample.label, dtype=torch.int64)
-        if self.with_mask:
-            return image, label, torch.from_numpy(sample.mask)
-        return image, label
-
-    def __repr__(self) -> str:
-        return (f"ShapesDataset(num_samples={self.num_samples}, seed={self.seed}, offset={self.offset}, "
-                f"size={self.size})")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,16 +322,9 @@ def cache_latents(
     (temporary file in the same folder + ``os.replace``). Returns the path.
     """
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
 
-    if isinstance(dtype, str):
-        if dtype not in _CACHE_DTYPES:
-            raise ValueError(f"dtype {dtype!r} not supported; valid: {', '.join(_CACHE_DTYPES)}")
-        dtype = _CACHE_DTYPES[dtype]
-    if dtype not in _CACHE_DTYPES.values():
-        raise ValueError(f"dtype {dtype} not supported; valid: {', '.join(_CACHE_DTYPES)}")
-    n = len(dataset)
-    if n == 0:
+    dtype = _cache_dtype(dtype)
+    if len(dataset) == 0:
         raise ValueError("cache_latents: the dataset is empty")
     try:
         info_json = json.loads(json.dumps(info or {}))
@@ -610,48 +332,59 @@ def cache_latents(
         raise ValueError(f"cache_latents: info must be JSON-able ({e})") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, drop_last=False)
-    latents = labels = None
-    done = 0
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=f"caching latents -> {path.name}", leave=False):
-            images_B3HW, labels_B = batch[0], batch[1]
-            z = encode_fn(images_B3HW.to(device))
-            if not isinstance(z, torch.Tensor) or z.dim() != 4 or z.shape[0] != images_B3HW.shape[0]:
-                shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-                raise ValueError(f"encode_fn must return [B, C, h, w] with B = {images_B3HW.shape[0]}, got {shape}")
-            if latents is None:
-                latents = torch.empty((n, *z.shape[1:]), dtype=dtype)
-                labels = torch.empty(n, dtype=torch.int64)
-            elif z.shape[1:] != latents.shape[1:]:
-                raise ValueError(f"encode_fn changed its output shape: {tuple(z.shape[1:])} after "
-                                 f"{tuple(latents.shape[1:])}")  # fmt: skip
-            b = z.shape[0]
-            latents[done : done + b] = z.to("cpu", dtype)
-            labels[done : done + b] = torch.as_tensor(labels_B, dtype=torch.int64).reshape(-1)
-            done += b
-    if done != n:
-        raise RuntimeError(f"cache_latents: the dataset yielded {done} items but has length {n}")
-
+    latents, labels = _encode_all(encode_fn, loader, len(dataset), device, dtype, path.name)
     meta = {
         "format": LATENT_CACHE_FORMAT,
         "version": _LATENT_CACHE_VERSION,
-        "count": n,
+        "count": len(dataset),
         "latent_shape": list(latents.shape[1:]),
         "dtype": str(dtype).removeprefix("torch."),
         "classes": list(getattr(dataset, "classes", [])),
         "dataset": describe_dataset(dataset),
         "info": info_json,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({"latents": latents, "labels": labels}, str(tmp), metadata={"tokenbridge": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    tensors = {"latents": latents, "labels": labels}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"tokenbridge": json.dumps(meta)}))
+
+
+def _cache_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The storage dtype of a latent cache from its name or itself; refuses any other."""
+    if isinstance(dtype, str):
+        if dtype not in _CACHE_DTYPES:
+            raise ValueError(f"dtype {dtype!r} not supported; valid: {', '.join(_CACHE_DTYPES)}")
+        dtype = _CACHE_DTYPES[dtype]
+    if dtype not in _CACHE_DTYPES.values():
+        raise ValueError(f"dtype {dtype} not supported; valid: {', '.join(_CACHE_DTYPES)}")
+    return dtype
+
+
+@torch.inference_mode()
+def _encode_all(encode_fn, loader, n: int, device, dtype: torch.dtype, name: str):
+    """Latents ``[n, C, h, w]`` (``dtype``, CPU) and labels ``[n]`` int64 of every batch of ``loader``."""
+    from tqdm.auto import tqdm
+
+    latents = labels = None
+    done = 0
+    for batch in tqdm(loader, desc=f"caching latents -> {name}", leave=False):
+        images_B3HW, labels_B = batch[0], batch[1]
+        z = encode_fn(images_B3HW.to(device))
+        if not isinstance(z, torch.Tensor) or z.dim() != 4 or z.shape[0] != images_B3HW.shape[0]:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"encode_fn must return [B, C, h, w] with B = {images_B3HW.shape[0]}, got {shape}")
+        if latents is None:
+            latents = torch.empty((n, *z.shape[1:]), dtype=dtype)
+            labels = torch.empty(n, dtype=torch.int64)
+        elif z.shape[1:] != latents.shape[1:]:
+            raise ValueError(f"encode_fn changed its output shape: {tuple(z.shape[1:])} after "
+                             f"{tuple(latents.shape[1:])}")  # fmt: skip
+        b = z.shape[0]
+        latents[done : done + b] = z.to("cpu", dtype)
+        labels[done : done + b] = torch.as_tensor(labels_B, dtype=torch.int64).reshape(-1)
+        done += b
+    if done != n:
+        raise RuntimeError(f"cache_latents: the dataset yielded {done} items but has length {n}")
+    return latents, labels
 
 
 class LatentDataset(Dataset):

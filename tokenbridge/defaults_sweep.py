@@ -6,9 +6,9 @@ Each setting of `GRID` generates ``--n`` class-balanced samples (row ``i`` seede
 same seeds for every setting) and is measured by `tokenbridge.evaluation.generation_metrics`:
 class accuracy (with its binomial standard error) and FD-shapes against as many held-out images.
 The best row has the highest class accuracy, the lower FD-shapes breaking ties; the file records
-its index and settings. `tokenbridge.pipeline.SAMPLER_DEFAULTS` (the pipeline's, the app's and the
-command line's defaults) must equal that row (a test checks it), so re-run this command whenever
-the shipped generator changes, and copy the settings it prints when they differ.
+its index and settings. The defaults of `tokenbridge.sampling.SamplerSettings` (the pipeline's,
+the app's and the command line's) must equal that row (a test checks it), so re-run this command
+whenever the shipped generator changes, and copy the settings it prints when they differ.
 
 The grid is one factor at a time around `BASE` (MAR's official sampler: random order, no guidance,
 16 steps), not a full product: 8 settings instead of 48; at 200 samples each 13.5 minutes on one
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tokenbridge import checkpoints, cli
 from tokenbridge.evaluation import generation_metrics
+from tokenbridge.files import write_json
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 
 TABLE = Path(__file__).resolve().parent.parent / "results" / "sampler_defaults.json"
@@ -109,10 +110,11 @@ def main(argv=None) -> None:
               "vae": args.vae, "generator": args.generator, "classifier": args.classifier, "samples": args.n,
               "seed": args.seed, **result, "seconds": round(time.time() - start, 1)}  # fmt: skip
     path = Path(args.out)
-    checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1) + "\n"))
+    write_json(path, result)
     same = result["best_sampler"] == SAMPLER_DEFAULTS
     print(f"wrote {path}; best: row {result['best']} ({_describe(result['best_sampler'])}); SAMPLER_DEFAULTS "
-          + ("equal it" if same else f"differ: set them in tokenbridge/pipeline.py to {result['best_sampler']}"))
+          + ("equal it" if same else f"differ: set the defaults of SamplerSettings (tokenbridge/sampling.py) to "
+                                     f"{result['best_sampler']}"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,14 +26,16 @@ from pathlib import Path
 import torch
 
 from tokenbridge import checkpoints, cli
-from tokenbridge.data import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
+from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.evaluation import (FINGERPRINTS, encode_in_batches, generation_metrics, real_noise_floor,
                                     reconstruction_table, sample_fingerprints, settings_grid, shapes_images)
 from tokenbridge.foreground import (BORDER, EDGE_BAND, FLOOR, REFITS, foreground_samples, foreground_validation,
                                     image_measures)
-from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline, pick_device
+from tokenbridge.devices import pick_device
+from tokenbridge.files import write_json
+from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 from tokenbridge.quantizer import ASSIGN_RULES, BIN_KINDS, CALIBRATIONS, MAX_LEVELS
-from tokenbridge.sampling import CFG_MODES, ORDERS
+from tokenbridge.sampling import ORDERS
 from tokenbridge.statistics import mean_sem, median_ci, median_difference_ci, rounded_list
 
 DEFAULT_VAE = "assets/vae_small.safetensors"
@@ -140,11 +141,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     gen_cmd.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
     gen_cmd.add_argument("--n", type=samples, default=2000, help="samples per setting (classes balanced)")
     gen_cmd.add_argument("--seed", type=cli.number(int, 0), default=0)
-    gen_cmd.add_argument("--steps", type=count, default=16)
-    gen_cmd.add_argument("--order", nargs="+", choices=ORDERS, default=["random", "confidence"])
-    gen_cmd.add_argument("--cfg", type=cli.number(float, 0), nargs="+", default=[3.0])
-    gen_cmd.add_argument("--cfg-mode", nargs="+", choices=CFG_MODES, default=["feature"])
-    gen_cmd.add_argument("--temperature", type=cli.number(float, 0, low_open=True), nargs="+", default=[1.0])
+    # the sampler's flags, checked as the sampler checks them; the defaults are this command's own (the
+    # grid its results files were made with), not the sampler's
+    cli.sampler_argument(gen_cmd, "num_steps", default=16)
+    cli.sampler_argument(gen_cmd, "order", nargs="+", default=list(ORDERS))
+    cli.sampler_argument(gen_cmd, "cfg", nargs="+", default=[3.0])
+    cli.sampler_argument(gen_cmd, "cfg_mode", nargs="+", default=["feature"])
+    cli.sampler_argument(gen_cmd, "temperature", nargs="+", default=[1.0])
     fg_cmd = sub.add_parser("foreground", help="foreground/background proxy of samples: random vs confidence order")
     fg_cmd.add_argument("--generator", default="assets/generator_small.safetensors")
     fg_cmd.add_argument("--vae", default=DEFAULT_VAE)
@@ -153,9 +156,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     fg_cmd.add_argument("--seed", type=cli.number(int, 0), default=0,
                         help="first sample's seed (also seeds the bootstrap)")
     fg_cmd.add_argument("--batch-size", type=count, default=8)
-    fg_cmd.add_argument("--steps", type=count, default=16)
-    fg_cmd.add_argument("--gumbel", type=cli.number(float, 0), nargs="+", default=[0.0, 4.5],
-                        help="confidence order's Gumbel noise scales (4.5: MaskGIT's choice temperature)")
+    cli.sampler_argument(fg_cmd, "num_steps", default=16)
+    cli.sampler_argument(fg_cmd, "gumbel", nargs="+", default=[0.0, 4.5],
+                         help="confidence order's Gumbel noise scales (4.5: MaskGIT's choice temperature)")
     fg_cmd.add_argument("--bootstrap", type=count, default=2000, help="bootstrap resamples of each median")
     for command in (rec_cmd, gen_cmd, fg_cmd):
         command.add_argument("--device", type=cli.device, default="cpu")
@@ -177,7 +180,7 @@ def main(argv=None) -> None:
     run = {"reconstruction": _reconstruction, "generation": _generation, "foreground": _foreground}[args.what]
     result = run(args)
     path = Path(args.out)
-    checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1) + "\n"))
+    write_json(path, result)
     for row in result["rows"]:
         print(row)
     print(f"wrote {path}")

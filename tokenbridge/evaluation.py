@@ -4,7 +4,7 @@
     row = generation_metrics(pipe, classifier, 2000, seed=0, order="confidence")
 
 Images are ``[B, 3, H, W]`` float in [-1, 1]; latents are *scaled* (what the quantizer sees).
-Held-out shapes images (`tokenbridge.data.HELDOUT_SEED`) are the reference set: reconstruction
+Held-out shapes images (`tokenbridge.shapes.HELDOUT_SEED`) are the reference set: reconstruction
 rows report PSNR (dB, mean over images), FD-shapes of the reconstructions against the originals
 and the latent round-trip MSE; generation rows report class accuracy, FD-shapes and k-NN
 precision/recall against as many real images as samples. `real_noise_floor` gives FD-shapes
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 from tokenbridge.metrics import (
     classifier_outputs,
     feature_statistics,

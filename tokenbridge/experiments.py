@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 
 from tokenbridge import checkpoints, cli, learnability, train
-from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 from tokenbridge.evaluation import FINGERPRINTS, generation_metrics, sample_fingerprints
 from tokenbridge.generator import patchify
 from tokenbridge.pipeline import Pipeline
+from tokenbridge.sampling import ORDERS
 
 ABLATION_BUDGET = {"steps": 600, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
                    "ema-decay": 0.99, "head-positions": 8, "seed": 0, "eval-samples": 200}  # fmt: skip
@@ -137,7 +138,7 @@ def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250
 
 @torch.no_grad()
 def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count: int,
-                       sampling_orders: tuple[str, ...] = ("random", "confidence"),
+                       sampling_orders: tuple[str, ...] = tuple(ORDERS),
                        fingerprints: int | None = None) -> dict:  # fmt: skip
     """Sample metrics of every exported variant (seeds 0…count-1; the baseline also on seeds
     count…2·count-1) and its held-out CE on two draws of the training masks."""

@@ -11,7 +11,7 @@ smooth gradient plus soft shading):
 3. half maximum: the foreground's level is the median deviation of its pixels, and the
    threshold becomes half of it. The shapes data compose ``image = bg + alpha·(fg − bg)``, so
    ``deviation = alpha·|fg − bg|`` and "deviation above half the level" is "coverage ≥ 0.5",
-   the ground-truth mask's own definition (`tokenbridge.data.render_shape`);
+   the ground-truth mask's own definition (`tokenbridge.shapes.render_shape`);
 4. refit the surface on every pixel below the threshold (the interior of a radial gradient is
    better seen from inside), recompute the deviations, and repeat 3-4: ``refits`` fits in all.
 

@@ -755,8 +755,28 @@ def _on_default_device(values: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# Presets (parameter counts in the docstrings) and the registry
+# Presets as data (parameter counts in the comments) and thin builders
 # ------------------------------------------------------------------------------------------------
+
+
+def _backbone(width: int, depth: int, heads: int) -> dict:
+    """Encoder and decoder of one width, depth and head count (as every preset has them)."""
+    return dict(encoder_embed_dim=width, encoder_depth=depth, encoder_num_heads=heads,
+                decoder_embed_dim=width, decoder_depth=depth, decoder_num_heads=heads)
+
+
+def _head(width: int, depth: int, heads: int) -> dict:
+    """The channel head's width, depth and attention heads."""
+    return dict(channel_embed_dim=width, channel_depth=depth, channel_heads=heads)
+
+
+def _config(*parts: dict, **fields) -> GeneratorConfig:
+    """A config from dicts of fields, later ones winning."""
+    merged = {}
+    for part in (*parts, fields):
+        merged.update(part)
+    return GeneratorConfig(**merged)
+
 
 _OFFICIAL = dict(img_size=256, vae_stride=16, vae_embed_dim=16, quant_levels=64, class_num=1000,
                  norm_eps=1e-6, channel_order=OFFICIAL_KL16_ORDER)
@@ -764,95 +784,68 @@ _OFFICIAL = dict(img_size=256, vae_stride=16, vae_embed_dim=16, quant_levels=64,
 # The channel head runs on every masked position × 16 channels, so it dominates training compute
 # on a CPU: it stays narrow. A 16-token buffer (official: 64 for 256 tokens) keeps the ratio.
 _SMALL = dict(img_size=64, vae_stride=8, vae_embed_dim=16, quant_levels=64, class_num=10, norm_eps=1e-6,
-              buffer_size=16, encoder_embed_dim=192, encoder_depth=4, encoder_num_heads=6,
-              decoder_embed_dim=192, decoder_depth=4, decoder_num_heads=6,
-              channel_embed_dim=128, channel_depth=2, channel_heads=4)
+              buffer_size=16, **_backbone(192, 4, 6), **_head(128, 2, 4))
+# Ablation models (Table 2 of the paper at small scale): the embedded data layout with a narrower,
+# shallower backbone, so that five of them train in a CPU session and fit in `assets/` together.
+_ABLATION = {**_SMALL, **_backbone(128, 3, 4)}
+
+PRESETS: dict[str, GeneratorConfig] = {
+    "tokenbridge_base": _config(_OFFICIAL, _backbone(768, 12, 12), _head(768, 4, 8)),  # 218,024,704 (official B)
+    "tokenbridge_large": _config(_OFFICIAL, _backbone(1024, 16, 16), _head(1024, 4, 8)),  # 486,889,472 (official L)
+    "tokenbridge_huge": _config(_OFFICIAL, _backbone(1280, 20, 16), _head(1024, 6, 8)),  # 910,040,576 (official H)
+    "tokenbridge_small": _config(_SMALL),  # 4,557,696: the embedded default
+    "tokenbridge_ablation": _config(_ABLATION),  # 2,143,104: the ablation baseline
+    "tokenbridge_ablation_parallel": _config(_ABLATION, head="parallel"),  # 2,020,224: the parallel head
+    "tokenbridge_ablation_bighead": _config(_ABLATION, _head(256, 3, 8)),  # 5,475,456: a 256×3 channel head
+    "tokenbridge_ablation_b16": _config(_ABLATION, quant_levels=16),  # 1,951,872: 16 levels (4 bits)
+    "tokenbridge_tiny": _config(_SMALL, _backbone(32, 1, 2), _head(32, 1, 2), buffer_size=4),  # 121,856: tests
+}
+"""Every generator preset as data (sizes only; a model is built by `build_generator`)."""
 
 
-def _build(*settings: dict) -> TokenBridge:
-    merged: dict = {}
-    for s in settings:
-        merged.update(s)
-    return TokenBridge(GeneratorConfig.from_dict(merged))
+def preset_config(name: str, **overrides) -> GeneratorConfig:
+    """Preset ``name``'s config with ``overrides`` (validated as any config)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown generator preset {name!r}; valid: {', '.join(PRESETS)}")
+    return GeneratorConfig.from_dict({**PRESETS[name].to_dict(), **overrides})
+
+
+def build_generator(spec: str | GeneratorConfig | dict, **overrides) -> TokenBridge:
+    """A generator from a preset name (with ``overrides``), a `GeneratorConfig`, or its ``to_dict()``
+    (e.g. from JSON)."""
+    if isinstance(spec, str):
+        return TokenBridge(preset_config(spec, **overrides))
+    if overrides:
+        raise ValueError("overrides apply to a preset name, not to a whole config")
+    config = spec if isinstance(spec, GeneratorConfig) else GeneratorConfig.from_dict(spec)
+    return TokenBridge(config)
 
 
 def tokenbridge_base(**overrides) -> TokenBridge:
-    """218,024,704 parameters (official TokenBridge-B)."""
-    return _build(_OFFICIAL, dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
-                                  decoder_embed_dim=768, decoder_depth=12, decoder_num_heads=12,
-                                  channel_embed_dim=768, channel_depth=4, channel_heads=8), overrides)
+    """Official TokenBridge-B (`PRESETS`)."""
+    return build_generator("tokenbridge_base", **overrides)
 
 
 def tokenbridge_large(**overrides) -> TokenBridge:
-    """486,889,472 parameters (official TokenBridge-L)."""
-    return _build(_OFFICIAL, dict(encoder_embed_dim=1024, encoder_depth=16, encoder_num_heads=16,
-                                  decoder_embed_dim=1024, decoder_depth=16, decoder_num_heads=16,
-                                  channel_embed_dim=1024, channel_depth=4, channel_heads=8), overrides)
+    """Official TokenBridge-L (`PRESETS`)."""
+    return build_generator("tokenbridge_large", **overrides)
 
 
 def tokenbridge_huge(**overrides) -> TokenBridge:
-    """910,040,576 parameters (official TokenBridge-H)."""
-    return _build(_OFFICIAL, dict(encoder_embed_dim=1280, encoder_depth=20, encoder_num_heads=16,
-                                  decoder_embed_dim=1280, decoder_depth=20, decoder_num_heads=16,
-                                  channel_embed_dim=1024, channel_depth=6, channel_heads=8), overrides)
+    """Official TokenBridge-H (`PRESETS`)."""
+    return build_generator("tokenbridge_huge", **overrides)
 
 
 def tokenbridge_small(**overrides) -> TokenBridge:
-    """4,557,696 parameters (backbone 192 wide, 4+4 deep; head 128×2): the embedded default."""
-    return _build(_SMALL, overrides)
-
-
-# Ablation models (Table 2 of the paper at small scale): the embedded data layout with a narrower,
-# shallower backbone, so that five of them train in a CPU session and fit in `assets/` together.
-_ABLATION = dict(_SMALL, encoder_embed_dim=128, encoder_depth=3, encoder_num_heads=4,
-                 decoder_embed_dim=128, decoder_depth=3, decoder_num_heads=4)
+    """The embedded default (`PRESETS`)."""
+    return build_generator("tokenbridge_small", **overrides)
 
 
 def tokenbridge_ablation(**overrides) -> TokenBridge:
-    """2,143,104 parameters (backbone 128 wide, 3+3 deep; head 128×2): the ablation baseline."""
-    return _build(_ABLATION, overrides)
-
-
-def tokenbridge_ablation_parallel(**overrides) -> TokenBridge:
-    """2,020,224 parameters: `tokenbridge_ablation` with the parallel head."""
-    return _build(_ABLATION, dict(head="parallel"), overrides)
-
-
-def tokenbridge_ablation_bighead(**overrides) -> TokenBridge:
-    """5,475,456 parameters: `tokenbridge_ablation` with a 256×3 channel head."""
-    return _build(_ABLATION, dict(channel_embed_dim=256, channel_depth=3, channel_heads=8), overrides)
-
-
-def tokenbridge_ablation_b16(**overrides) -> TokenBridge:
-    """1,951,872 parameters: `tokenbridge_ablation` with 16 quantization levels (4 bits)."""
-    return _build(_ABLATION, dict(quant_levels=16), overrides)
+    """The ablation baseline (`PRESETS`)."""
+    return build_generator("tokenbridge_ablation", **overrides)
 
 
 def tokenbridge_tiny(**overrides) -> TokenBridge:
-    """121,856 parameters: the embedded data layout with 32-wide, 1+1+1-deep nets (tests)."""
-    return _build(_SMALL, dict(buffer_size=4, encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=2,
-                               decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
-                               channel_embed_dim=32, channel_depth=1, channel_heads=2), overrides)
-
-
-GENERATORS = {
-    "tokenbridge_base": tokenbridge_base,
-    "tokenbridge_large": tokenbridge_large,
-    "tokenbridge_huge": tokenbridge_huge,
-    "tokenbridge_small": tokenbridge_small,
-    "tokenbridge_ablation": tokenbridge_ablation,
-    "tokenbridge_ablation_parallel": tokenbridge_ablation_parallel,
-    "tokenbridge_ablation_bighead": tokenbridge_ablation_bighead,
-    "tokenbridge_ablation_b16": tokenbridge_ablation_b16,
-    "tokenbridge_tiny": tokenbridge_tiny,
-}
-
-
-def build_generator(spec: str | GeneratorConfig | dict) -> TokenBridge:
-    """A generator from a preset name, a `GeneratorConfig`, or its ``to_dict()`` (e.g. from JSON)."""
-    if isinstance(spec, str):
-        if spec not in GENERATORS:
-            raise ValueError(f"unknown generator preset {spec!r}; valid: {', '.join(GENERATORS)}")
-        return GENERATORS[spec]()
-    config = spec if isinstance(spec, GeneratorConfig) else GeneratorConfig.from_dict(spec)
-    return TokenBridge(config)
+    """The tests' generator (`PRESETS`)."""
+    return build_generator("tokenbridge_tiny", **overrides)

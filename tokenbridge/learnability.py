@@ -29,8 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from tokenbridge import checkpoints
-from tokenbridge.data import HELDOUT_SEED, ShapesDataset
+from tokenbridge.data import cache_latents
+from tokenbridge.evaluation import generation_metrics, shapes_images
 from tokenbridge.generator import TokenBridge, build_generator, patchify
+from tokenbridge.pipeline import Pipeline
+from tokenbridge.sampling import ORDERS
+from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
+from tokenbridge.train import parse_run
+from tokenbridge.training_loop import train
+from tokenbridge.training_tasks import generator_task
 
 KNOWN_COUNTS = (0, 4, 8, 16, 32, 48)
 """Numbers of known tokens at which held-out CE is measured (training sees 0 to 30% known)."""
@@ -53,7 +60,6 @@ def constant_maps(count: int, seed: int, channels: int = 16, grid: int = 8, clas
 
 def constant_cache(path: Path, count: int = CONSTANT_MAPS) -> str:
     """`constant_maps` (training seed) written as a latent cache that ``--latents`` can read."""
-    from tokenbridge.data import TRAIN_SEED, cache_latents
 
     latents, labels = constant_maps(count, TRAIN_SEED)
     maps = torch.utils.data.TensorDataset(latents, labels)
@@ -65,15 +71,11 @@ def constant_cache(path: Path, count: int = CONSTANT_MAPS) -> str:
 def train_recipe(recipe: list[str], steps: int, out_dir: Path, latents: str) -> tuple[TokenBridge, dict]:
     """Train ``tokenbridge.train generator <recipe>`` for ``steps`` steps in ``out_dir``; the EMA
     model and the run's info. The recipe may not set ``--steps``, ``--out`` or ``--latents``."""
-    from tokenbridge import train
-
     for reserved in RESERVED_OPTIONS:
         if reserved in recipe:
             raise ValueError(f"the recipe may not set {reserved}: the harness sets it")
-    args = train.parse_args(["generator", "--out", str(out_dir), "--latents", latents, "--steps", str(steps),
-                             "--no-progress", *recipe])  # fmt: skip
-    settings = train.LoopSettings(**{k: getattr(args, k) for k in vars(train.LoopSettings())})
-    return train.train(train.generator_task(args), settings, out_dir, progress=False)
+    run = parse_run(["generator", "--out", str(out_dir), "--latents", latents, "--steps", str(steps), *recipe])
+    return train(generator_task(run.recipe), run.settings, out_dir, progress=False)
 
 
 @torch.no_grad()
@@ -139,8 +141,6 @@ def context_measures(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: to
 def heldout_tokens(pipe, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantized tokens ``[count, N, C]`` (long) and labels of the first ``count`` held-out shapes,
     through ``pipe``'s VAE and its generator's quantizer, on ``pipe``'s device."""
-    from tokenbridge.evaluation import shapes_images
-
     images = shapes_images(count, size=pipe.image_size)  # held-out split; image i is of class i % 10
     tokens = pipe.quantize(patchify(pipe.encode(images), pipe.generator.config.patch_size)).long()
     return tokens.to(pipe.device), (torch.arange(count) % len(ShapesDataset.classes)).to(pipe.device)
@@ -148,9 +148,6 @@ def heldout_tokens(pipe, count: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int = 200) -> dict:
     """Every measure of the module docstring for one model trained on shapes latents."""
-    from tokenbridge.evaluation import generation_metrics
-    from tokenbridge.pipeline import Pipeline
-
     if model.config.class_num != len(ShapesDataset.classes):
         raise ValueError(f"the harness measures on held-out shapes ({len(ShapesDataset.classes)} classes); the model "
                          f"has {model.config.class_num}: train it on shapes latents")  # fmt: skip
@@ -158,7 +155,7 @@ def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int
     out = context_measures(model, *heldout_tokens(pipe, heldout))
     if samples:
         out["class_accuracy"] = {order: generation_metrics(pipe, classifier, samples, order=order)["class_accuracy"]
-                                 for order in ("random", "confidence")}  # fmt: skip
+                                 for order in ORDERS}  # fmt: skip
     return out
 
 

@@ -4,7 +4,7 @@
     python -m tokenbridge.learning_curve runs/gen --vae V --out results/learning_curve.json
 
 The training loop writes the EMA weights every ``--snapshot-every`` steps to ``snapshots/`` in
-its run folder (`tokenbridge.train.save_snapshot`). This module measures each snapshot:
+its run folder (`tokenbridge.training_loop.save_snapshot`). This module measures each snapshot:
 
 - the class accuracy of ``samples`` samples (classes balanced, fixed seeds, random order) at
   CFG 1 and at the guided scale ``cfg``, and their FD-shapes against as many held-out images;
@@ -30,9 +30,11 @@ import torch
 
 from tokenbridge import checkpoints, cli
 from tokenbridge.evaluation import generation_metrics
+from tokenbridge.files import write_json
 from tokenbridge.generator import TokenBridge
 from tokenbridge.learnability import heldout_tokens, masked_cross_entropy, random_mask
-from tokenbridge.pipeline import Pipeline, pick_device
+from tokenbridge.devices import pick_device
+from tokenbridge.pipeline import Pipeline
 
 KNOWN_FRACTION = 0.25
 """Fraction of tokens known when classifying by likelihood (training sees 0 to 30 % known)."""
@@ -108,7 +110,7 @@ def update_curve(run: str | Path, vae_path: str, classifier_path: str, out: str 
             tokens = heldout_tokens(pipe, heldout)
         entry = measure_snapshot(path, vae, classifier, samples, cfg, tokens, device)
         curve["entries"] = sorted(curve["entries"] + [entry], key=lambda e: e["step"])
-        checkpoints.atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=2) + "\n"))
+        write_json(out, curve, indent=2)
         print(format_entry(entry, cfg), flush=True)
     return curve
 

@@ -16,7 +16,7 @@ official quantizer and reconstructs only.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -24,18 +24,16 @@ import torch
 
 from tokenbridge import checkpoints
 from tokenbridge.compositing import FEATHER, paste_back
+from tokenbridge.devices import pick_device
 from tokenbridge.quantizer import GaussianQuantizer
-from tokenbridge.sampling import sample_steps
+from tokenbridge.sampling import SamplerSettings, sample_steps
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED = {"vae": ASSETS / "vae_small.safetensors", "generator": ASSETS / "generator_small.safetensors"}
 
-SAMPLER_DEFAULTS = dict(num_steps=16, cfg=2.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0,
-                        order="random", gumbel=0.0)  # fmt: skip
-"""Sampler settings of the embedded default: the pipeline's, the app's initial values and the command
-line's. Measured, not chosen: the best row of ``results/sampler_defaults.json`` (highest class
-accuracy of the shipped generator), written by ``python -m tokenbridge.defaults_sweep``; a test
-checks they are equal, so re-run the sweep and copy its best row here when the generator changes."""
+SAMPLER_DEFAULTS = asdict(SamplerSettings())
+"""The sampler defaults (`SamplerSettings`, measured on the embedded generator) as a dict, for
+records (``{**SAMPLER_DEFAULTS, **sampler}``) and comparisons with JSON files."""
 
 
 @dataclass
@@ -44,16 +42,6 @@ class PreviewStep:
 
     step: object
     preview: torch.Tensor | None
-
-
-def pick_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None: CUDA when present, else CPU; otherwise the named device (checked)."""
-    if name is None or str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(name)!r} requested but CUDA is not available")
-    return device
 
 
 def _load_vae(path: str | os.PathLike):
@@ -194,25 +182,28 @@ class Pipeline:
             raise ValueError("this pipeline has no generator: load one to generate images")
 
     def steps(self, labels: Sequence[int] | torch.Tensor | None, seed: int = 0, preview: bool = False,
-              batch_size: int = 1, **sampler) -> Iterator[PreviewStep]:  # fmt: skip
+              batch_size: int = 1, settings: SamplerSettings | None = None, **sampler) -> Iterator[PreviewStep]:
         """A `PreviewStep` per sampling iteration (``preview`` decodes the committed tokens).
 
         ``labels``: class ids ``[B]`` (None: ``batch_size`` unconditional images). Row ``i`` uses
         its own RNG (``torch.Generator``) seeded ``seed + i``, so a row's image does not depend on the batch.
-        Other keywords go to `tokenbridge.sampling.sample_steps` (defaults: `SAMPLER_DEFAULTS`).
+        ``settings``: the sampler's (default: `SamplerSettings()`, the measured defaults); other
+        keywords go to `tokenbridge.sampling.sample_steps`: knobs (``cfg=3``, ...) change ``settings``.
         Arguments are checked at the call, before the first step.
         """
         self._require_generator()
         labels_B = self._labels(labels)
         rows = len(labels_B) if labels_B is not None else batch_size
-        return self._run(labels_B, rows, seed, preview, {**SAMPLER_DEFAULTS, **sampler})
+        settings = SamplerSettings() if settings is None else settings
+        return self._run(labels_B, rows, seed, preview, settings, sampler)
 
-    def _run(self, labels_B, rows: int, seed: int, preview: bool, settings: dict) -> Iterator[PreviewStep]:
-        """Start the sampler (it validates ``settings`` now) with one RNG per row, seeded ``seed + i``."""
+    def _run(self, labels_B, rows: int, seed: int, preview: bool, settings: SamplerSettings,
+             sampler: dict) -> Iterator[PreviewStep]:
+        """Start the sampler (it validates its arguments now) with one RNG per row, seeded ``seed + i``."""
         rngs = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
         if labels_B is not None:
             labels_B = labels_B.to(self.device)
-        iterator = sample_steps(self.generator, labels_B, rng=rngs, batch_size=rows, **settings)
+        iterator = sample_steps(self.generator, labels_B, settings, rng=rngs, batch_size=rows, **sampler)
         return self._previews(iterator, preview)
 
     def _previews(self, iterator, preview: bool) -> Iterator[PreviewStep]:
@@ -241,14 +232,15 @@ class Pipeline:
         return self.quantize(self.generator.patchify(self.encode(images)))
 
     def edit_steps(self, tokens: torch.Tensor, region, labels=None, seed: int = 0, preview: bool = False,
-                   **sampler) -> Iterator[PreviewStep]:  # fmt: skip
+                   settings: SamplerSettings | None = None, **sampler) -> Iterator[PreviewStep]:
         """A `PreviewStep` per iteration of re-sampling ``region`` with the other tokens as known context.
 
         ``tokens``: ``[B, N, C]`` indices (VAE channel order, e.g. from `generate_tokens` or
         `encode_tokens`). ``region``: bool ``[h, w]`` (every image) or ``[B, h, w]`` on the token
         grid, True = re-sample; every image must select the same number M ≥ 1 of cells. ``labels``:
-        one class id, B of them, or None (unconditional). Seeds and sampler keywords as `steps`;
-        ``num_steps`` defaults to the smaller of `SAMPLER_DEFAULTS`' and M. Checked at the call.
+        one class id, B of them, or None (unconditional). Seeds, ``settings`` and sampler keywords as
+        `steps`; without ``settings``, ``num_steps`` defaults to the smaller of the default and M.
+        Checked at the call.
         """
         self._require_generator()
         tokens = torch.as_tensor(tokens)
@@ -262,9 +254,10 @@ class Pipeline:
         if labels_B is not None and len(labels_B) not in (1, b):
             raise ValueError(f"labels must be one class id or {b} (one per image), got {len(labels_B)}")
         labels_B = None if labels_B is None else labels_B.expand(b)
-        count = int(mask_BN[0].sum())
-        settings = {**SAMPLER_DEFAULTS, "num_steps": min(SAMPLER_DEFAULTS["num_steps"], count), **sampler}
-        return self._run(labels_B, b, seed, preview, {**settings, "tokens": tokens, "mask": mask_BN})
+        if settings is None:  # the defaults, at most one step per token to sample
+            defaults = SamplerSettings()
+            settings = defaults.replace(num_steps=min(defaults.num_steps, int(mask_BN[0].sum())))
+        return self._run(labels_B, b, seed, preview, settings, {**sampler, "tokens": tokens, "mask": mask_BN})
 
     def _region_mask(self, region, batch: int) -> torch.Tensor:
         """A region ``[h, w]`` or ``[B, h, w]`` bool on the token grid → the sampler's mask ``[B, N]``."""

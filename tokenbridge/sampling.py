@@ -9,10 +9,11 @@ with the channel head (KV-cached: C single-position steps), and commits some of 
 - a partially known start (editing, in/outpainting): ``tokens`` + ``mask`` give known tokens and
   the M positions to sample; the kept tokens are context from the first step, and the schedules
   run over M instead of N (without a start, M = N and nothing changes);
-- ``order="random"`` (MAR/official): a random permutation drawn at the start decides which
-  positions are committed; ``order="confidence"`` (paper Sec. 4.3, MaskGIT-like): candidates are
-  sampled for all masked positions, scored by the joint log-probability of their channel vector
-  (+ Gumbel noise × ``gumbel`` × (1 − t/T)), and the top-k of each image are committed;
+- the order (`ORDERS`: one class per name) decides which positions a step decodes and which of them
+  it commits: ``"random"`` (MAR/official): a random permutation drawn at the start;
+  ``"confidence"`` (paper Sec. 4.3, MaskGIT-like): candidates are sampled for all masked positions,
+  scored by the joint log-probability of their channel vector (+ Gumbel noise × ``gumbel`` ×
+  (1 − t/T)), and the top-k of each image are committed;
 - CFG ``"feature"`` (official): ``z = z_u + w·(z_c − z_u)`` before the channel head; ``"logit"``:
   every channel's logits ``l_u + w·(l_c − l_u)``, both branches fed the same sampled prefix;
   ``cfg_schedule="linear"``: ``w_t = 1 + (w − 1)·(N − masked_after_t)/N`` (official).
@@ -28,22 +29,164 @@ consume identical randomness.
 
 Unlike the official sampler, the first channel-head input is ``cond`` alone, as in training
 (see `TokenBridge.channel_head_step`).
+
+The settings ("knobs": steps, CFG, orders, ...) are one `SamplerSettings`; each field's `Knob`
+says how it is checked and offered, so the command line's flags and the app's controls are built
+from it: a new knob is a field there and its use in the loop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 
 from tokenbridge.generator import TokenBridge
 
-ORDERS = ("random", "confidence")
 CFG_MODES = ("feature", "logit")
 CFG_SCHEDULES = ("linear", "constant")
+
+
+# ------------------------------------------------------------------------------------------------
+# Orders: which positions a step decodes, and which of those it commits
+# ------------------------------------------------------------------------------------------------
+
+
+class RandomOrder:
+    """MAR's (official) order: a random permutation of each row's positions to sample, drawn at the
+    start, fixes which ones each step commits; a step decodes only those."""
+
+    def __init__(self, settings: SamplerSettings, rngs: list[torch.Generator], mask_BN: torch.Tensor):
+        b, n = mask_BN.shape
+        perm_BN = _per_row(rngs, lambda g: torch.randperm(n, generator=g, device=g.device), mask_BN.device)
+        # row i's masked positions are committed in the order of its permutation's tail
+        self.perm_BM = perm_BN[mask_BN.gather(1, perm_BN)].view(b, int(mask_BN[0].sum()))
+
+    def to_decode(self, mask_BN: torch.Tensor, masked_after: int) -> torch.Tensor:
+        """``[B, N]`` bool: the positions this step decodes (``masked_after`` of them stay masked)."""
+        keep_BN = torch.zeros_like(mask_BN).scatter_(1, self.perm_BM[:, :masked_after], True)
+        return mask_BN & ~keep_BN
+
+    def to_commit(self, score_BN, decode_BN, mask_BN, t: int, masked_after: int):
+        """``(committed [B, N] bool, score [B, N])``: every decoded position, the scores as they are."""
+        return decode_BN, score_BN
+
+
+class ConfidenceOrder:
+    """Paper Sec. 4.3 (MaskGIT-like): a step decodes every masked position and commits the top k of
+    each row by score, the joint log-probability plus Gumbel noise × ``gumbel`` × (1 − t/T)."""
+
+    def __init__(self, settings: SamplerSettings, rngs: list[torch.Generator], mask_BN: torch.Tensor):
+        self.gumbel, self.num_steps, self.rngs = settings.gumbel, settings.num_steps, rngs
+
+    def to_decode(self, mask_BN: torch.Tensor, masked_after: int) -> torch.Tensor:
+        return mask_BN.clone()
+
+    def to_commit(self, score_BN, decode_BN, mask_BN, t: int, masked_after: int):
+        """``(committed [B, N] bool, score [B, N])``: the k best (noisy) scores, k = masked now − after."""
+        if self.gumbel > 0:  # drawn after the step's channels, from each row's RNG
+            n = score_BN.shape[1]
+            noise_BN = _per_row(self.rngs, lambda g: _gumbel(n, g), score_BN.device)
+            score_BN = score_BN + self.gumbel * (1 - t / self.num_steps) * noise_BN
+        return _top_k(score_BN, mask_BN.sum(dim=1)[0].item() - masked_after), score_BN
+
+
+ORDERS = {"random": RandomOrder, "confidence": ConfidenceOrder}
+"""Sampling orders by name (iterating gives the names). Each class is built per run from
+``(settings, rngs, mask_BN)``, drawing what it needs at the start, and answers per step
+``to_decode(mask_BN, masked_after)`` and ``to_commit(score_BN, decode_BN, mask_BN, t, masked_after)``;
+the loop draws nothing for it, so adding an order is one class and one entry here."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Knob:
+    """How one sampler setting is checked and offered (the metadata of a `SamplerSettings` field).
+
+    choices: the valid names; else a number > ``low`` (``low_open``) or >= ``low``, for
+    ``per_token`` an integer in ``low``..the number of tokens to sample. flag: the command line's
+    option. title: the app's name for it (its error messages); label: its control's label (default:
+    the title); slider: the app slider's ``(low, high, step)`` of a number (steps: 1..tokens, step 1).
+    """
+
+    flag: str
+    title: str
+    label: str | None = None
+    choices: tuple[str, ...] | None = None
+    low: int | None = None
+    low_open: bool = False
+    per_token: bool = False
+    slider: tuple[float, float, float] | None = None
+
+    def check(self, name: str, value, to_sample: int) -> None:
+        """ValueError naming ``name`` if ``value`` is not valid (``to_sample``: tokens to sample)."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(self.choices)}")
+        elif self.per_token:
+            if not isinstance(value, int) or not self.low <= value <= to_sample:
+                raise ValueError(f"{name} must be an integer in {self.low}..{to_sample} (the number of tokens to "
+                                 f"sample), got {value!r}")
+        elif not math.isfinite(value) or (value <= self.low if self.low_open else value < self.low):
+            raise ValueError(f"{name} must be a finite number {'>' if self.low_open else '>='} {self.low}, "
+                             f"got {value!r}")
+
+
+def _knob(default, **how):
+    """A `SamplerSettings` field: its default and its `Knob`."""
+    return field(default=default, metadata={"knob": Knob(**how)})
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The sampler's settings, each field a knob with its default and its `Knob` (checks, flag, control).
+
+    num_steps: T iterations; cfg: guidance scale w (1: none); cfg_schedule, cfg_mode: see the
+    module docstring; temperature: of every channel's distribution; order: a name of `ORDERS`;
+    gumbel: the confidence order's noise scale (0: none).
+
+    The defaults are the embedded generator's, measured, not chosen: the best row of
+    ``results/sampler_defaults.json`` (highest class accuracy of the shipped generator), written by
+    ``python -m tokenbridge.defaults_sweep``; a test checks they are equal, so re-run the sweep and
+    copy its best row here when the generator changes. They are the pipeline's, the app's initial
+    values and the command line's; `sample_steps` alone starts from `UNGUIDED`.
+    """
+
+    num_steps: int = _knob(16, flag="--steps", title="steps", low=1, per_token=True)
+    cfg: float = _knob(2.0, flag="--cfg", title="CFG scale", label="CFG scale w", low=0, slider=(0.0, 10.0, 0.1))
+    cfg_schedule: str = _knob("linear", flag="--cfg-schedule", title="CFG schedule", choices=CFG_SCHEDULES)
+    cfg_mode: str = _knob("feature", flag="--cfg-mode", title="CFG mode", choices=CFG_MODES)
+    temperature: float = _knob(1.0, flag="--temperature", title="temperature", low=0, low_open=True,
+                               slider=(0.05, 3.0, 0.05))
+    order: str = _knob("random", flag="--order", title="order", choices=tuple(ORDERS))
+    gumbel: float = _knob(0.0, flag="--gumbel", title="Gumbel noise", label="Gumbel noise (confidence order)", low=0,
+                          slider=(0.0, 10.0, 0.5))
+
+    def replace(self, **changes) -> SamplerSettings:
+        """A copy with ``changes`` (knob name → value); TypeError for a name that is not a knob."""
+        unknown = [name for name in changes if name not in KNOBS]
+        if unknown:
+            raise TypeError(f"unknown sampler setting {unknown[0]!r}; valid: {', '.join(KNOBS)}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, to_sample: int) -> None:
+        """ValueError naming the first bad knob (field order); ``to_sample``: the tokens to sample."""
+        for f in fields(self):
+            f.metadata["knob"].check(f.name, getattr(self, f.name), to_sample)
+
+
+KNOBS = {f.name: f.metadata["knob"] for f in fields(SamplerSettings)}
+"""Knob name → its `Knob`, in field order (the order of the app's controls and the command line's flags)."""
+UNGUIDED = SamplerSettings(cfg=1.0)
+"""Where `sample_steps` starts: the defaults without classifier-free guidance (MAR's sampler)."""
 
 
 @dataclass
@@ -95,44 +238,43 @@ def cfg_scale(cfg: float, schedule: str, seq_len: int, masked_after: int) -> flo
 def sample_steps(
     model: TokenBridge,
     labels: torch.Tensor | None,
+    settings: SamplerSettings | None = None,
     *,
     rng: torch.Generator | Sequence[torch.Generator],
-    num_steps: int = 16,
-    cfg: float = 1.0,
-    cfg_schedule: str = "linear",
-    cfg_mode: str = "feature",
-    temperature: float = 1.0,
-    order: str = "random",
-    gumbel: float = 0.0,
     use_cache: bool = True,
     record_probs: bool = False,
     batch_size: int = 1,
     tokens: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    **knobs,
 ) -> Iterator[SamplingStep]:
     """Yield one `SamplingStep` per iteration; the last step's ``tokens`` are the sample.
 
     labels: long ``[B]`` class ids (``class_num`` = unconditional), or None for ``batch_size``
-    unconditional images. rng: one per row (a list of B) or one for all rows. The model
-    must be in eval mode. Arguments are validated here, before the first step runs.
+    unconditional images. settings: the sampler's (default `UNGUIDED`); ``knobs`` (``num_steps=``,
+    ``cfg=``, ... the fields of `SamplerSettings`) change some of them. rng: one per row (a list of
+    B) or one for all rows. The model must be in eval mode. Arguments are validated here, before
+    the first step runs.
     tokens, mask (together, optional): a partially known start. ``tokens`` ``[B, N, C]`` integer
     indices in VAE channel order, ``mask`` ``[B, N]`` bool, True = to sample (the same count M ≥ 1
     in every row); tokens at masked positions are ignored, so a step's ``tokens``/``mask`` resume
     a run. Without them every position is sampled.
     """
+    settings = (UNGUIDED if settings is None else settings).replace(**knobs)
     labels_B = _check_labels(model, labels, batch_size)
     tokens_BNC, mask_BN = _check_start(model, tokens, mask, labels_B.shape[0])
-    _check_options(model, int(mask_BN[0].sum()), num_steps, cfg, cfg_schedule, cfg_mode, temperature, order,
-                   gumbel)  # fmt: skip
+    if model.training:
+        raise ValueError("the model is in training mode (dropout on): call model.eval() before sampling")
+    settings.validate(int(mask_BN[0].sum()))
     rngs = _row_rngs(rng, labels_B.shape[0])
-    return _steps(model, labels_B, tokens_BNC, mask_BN, rngs, num_steps, cfg, cfg_schedule, cfg_mode,
-                  temperature, order, gumbel, use_cache, record_probs)  # fmt: skip
+    return _steps(model, labels_B, tokens_BNC, mask_BN, rngs, settings, use_cache, record_probs)
 
 
-def generate(model: TokenBridge, labels: torch.Tensor | None, **kwargs) -> torch.Tensor:
+def generate(model: TokenBridge, labels: torch.Tensor | None, settings: SamplerSettings | None = None,
+             **kwargs) -> torch.Tensor:
     """Final tokens ``[B, N, C]`` long (VAE channel order); arguments as `sample_steps`."""
     last = None
-    for last in sample_steps(model, labels, **kwargs):
+    for last in sample_steps(model, labels, settings, **kwargs):
         pass
     return last.tokens
 
@@ -143,53 +285,40 @@ def generate(model: TokenBridge, labels: torch.Tensor | None, **kwargs) -> torch
 
 
 @torch.no_grad()
-def _steps(model, labels_B, tokens_BNC, mask_BN, rngs, num_steps, cfg, cfg_schedule, cfg_mode,
-           temperature, order, gumbel, use_cache, record_probs) -> Iterator[SamplingStep]:
+def _steps(model, labels_B, tokens_BNC, mask_BN, rngs, settings: SamplerSettings, use_cache: bool,
+           record_probs: bool) -> Iterator[SamplingStep]:
     config = model.config
     device = labels_B.device
     b, n, c = tokens_BNC.shape
     m = int(mask_BN[0].sum())  # positions to sample per row (N without a known start)
     to_vae = torch.tensor(config.generation_order, device=device).argsort()  # gen -> VAE channel order
-    schedule = mask_schedule(m, num_steps)
-    # random order: row i's masked positions are committed in the order of its permutation's tail
-    if order == "random":
-        perm_BN = _per_row(rngs, lambda g: torch.randperm(n, generator=g, device=g.device), device)
-        perm_BM = perm_BN[mask_BN.gather(1, perm_BN)].view(b, m)  # the positions to sample, permuted
+    schedule = mask_schedule(m, settings.num_steps)
+    order = ORDERS[settings.order](settings, rngs, mask_BN)  # draws what the order needs at the start
 
     for t, masked_after in enumerate(schedule):
-        w = cfg_scale(cfg, cfg_schedule, m, masked_after) if cfg != 1.0 else 1.0
+        w = cfg_scale(settings.cfg, settings.cfg_schedule, m, masked_after) if settings.cfg != 1.0 else 1.0
         uniform_BNC = _per_row(rngs, lambda g: torch.rand(n, c, generator=g, device=g.device), device)
-        if order == "random":
-            keep_BN = torch.zeros_like(mask_BN).scatter_(1, perm_BM[:, :masked_after], True)
-            decode_BN = mask_BN & ~keep_BN
-        else:
-            decode_BN = mask_BN.clone()
+        decode_BN = order.to_decode(mask_BN, masked_after)
 
         z_BND, z_uncond_BND = _features(model, tokens_BNC, labels_B, mask_BN, w)
         z_MD = z_BND[decode_BN]
         z_uncond_MD = None if z_uncond_BND is None else z_uncond_BND[decode_BN]
-        if z_uncond_MD is not None and cfg_mode == "feature":
+        if z_uncond_MD is not None and settings.cfg_mode == "feature":
             z_MD, z_uncond_MD = z_uncond_MD + w * (z_MD - z_uncond_MD), None
         new_MC, logp_M, probs_MCV = decode_channels(
-            model, z_MD, z_uncond_MD, w, temperature, uniform_BNC[decode_BN], use_cache, record_probs
+            model, z_MD, z_uncond_MD, w, settings.temperature, uniform_BNC[decode_BN], use_cache, record_probs
         )
 
         score_BN = torch.full((b, n), float("nan"), device=device)
         score_BN[decode_BN] = logp_M
-        if order == "confidence":
-            if gumbel > 0:
-                noise_BN = _per_row(rngs, lambda g: _gumbel(n, g), device)
-                score_BN = score_BN + gumbel * (1 - t / num_steps) * noise_BN
-            committed_BN = _top_k(score_BN, mask_BN.sum(dim=1)[0].item() - masked_after)
-        else:
-            committed_BN = decode_BN
+        committed_BN, score_BN = order.to_commit(score_BN, decode_BN, mask_BN, t, masked_after)
 
         decoded_BNC = torch.full_like(tokens_BNC, -1)
         decoded_BNC[decode_BN] = new_MC[:, to_vae]
         tokens_BNC = torch.where(committed_BN[..., None], decoded_BNC, tokens_BNC)
         mask_BN = mask_BN & ~committed_BN
         yield SamplingStep(
-            step=t, num_steps=num_steps, mask=mask_BN.clone(), committed=committed_BN,
+            step=t, num_steps=settings.num_steps, mask=mask_BN.clone(), committed=committed_BN,
             tokens=tokens_BNC.clone(), confidence=score_BN, x_hat=_x_hat(model, tokens_BNC, mask_BN),
             cfg=w, probs=None if probs_MCV is None else _scatter_probs(probs_MCV[:, to_vae], decode_BN, committed_BN),
         )
@@ -337,21 +466,3 @@ def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Te
                          f"{int(kept.min())}..{int(kept.max())}")  # fmt: skip
     mask = mask.to(device)
     return tokens.long().to(device).masked_fill(mask[..., None], -1), mask
-
-
-def _check_options(model, to_sample, num_steps, cfg, cfg_schedule, cfg_mode, temperature, order, gumbel) -> None:
-    if model.training:
-        raise ValueError("the model is in training mode (dropout on): call model.eval() before sampling")
-    if not isinstance(num_steps, int) or not 1 <= num_steps <= to_sample:
-        raise ValueError(f"num_steps must be an integer in 1..{to_sample} (the number of tokens to sample), "
-                         f"got {num_steps!r}")  # fmt: skip
-    if not math.isfinite(cfg) or cfg < 0:
-        raise ValueError(f"cfg must be a finite number >= 0, got {cfg!r}")
-    if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if not math.isfinite(gumbel) or gumbel < 0:
-        raise ValueError(f"gumbel must be a finite number >= 0, got {gumbel!r}")
-    for name, value, valid in (("order", order, ORDERS), ("cfg_mode", cfg_mode, CFG_MODES),
-                               ("cfg_schedule", cfg_schedule, CFG_SCHEDULES)):
-        if value not in valid:
-            raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")

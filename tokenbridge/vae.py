@@ -329,33 +329,42 @@ class AutoencoderKL(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
+_EMBEDDED = dict(ch=32, norm_groups=8, num_res_blocks=1, encoder_attn_resolutions=(), decoder_attn_resolutions=(),
+                 scale_factor=1.0)
+PRESETS: dict[str, VAEConfig] = {
+    # The official MAR KL-16 (256×256 → 16×16×16; 66,456,019 parameters).
+    "kl16": VAEConfig(),
+    # The embedded preset: 64×64 → 8×8×16, widths 32-64-64-128, one ResNet block per level,
+    # GroupNorm(8) (4 channels per group at width 32, as LDM's 32 groups at width 128). Sized so that
+    # training on 2 CPU cores takes well under an hour; ``scale_factor`` is a placeholder of 1.0
+    # until training measures it.
+    "small": VAEConfig(**_EMBEDDED, ch_mult=(1, 2, 2, 4), resolution=64),
+    # A very small preset for tests (32×32 → 8×8×4).
+    "tiny": VAEConfig(**_EMBEDDED, ch_mult=(1, 1, 2), resolution=32, z_channels=4, embed_dim=4),
+}
+"""Every VAE preset as data (a model is built by `build_vae`)."""
+
+
+def preset_config(name: str, **overrides) -> VAEConfig:
+    """Preset ``name``'s config with ``overrides`` (validated as any config)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown VAE preset {name!r}; valid: {', '.join(PRESETS)}")
+    return VAEConfig(**{**PRESETS[name].to_dict(), **overrides})
+
+
 def kl16(**overrides) -> AutoencoderKL:
-    """The official MAR KL-16 (256×256 → 16×16×16; 66,456,019 parameters)."""
-    return AutoencoderKL(VAEConfig(**overrides))
+    """The official MAR KL-16 (`PRESETS`)."""
+    return build_vae("kl16", **overrides)
 
 
 def small(**overrides) -> AutoencoderKL:
-    """The embedded preset: 64×64 → 8×8×16, widths 32-64-64-128, one ResNet block per level,
-    GroupNorm(8) (4 channels per group at width 32, as LDM's 32 groups at width 128).
-
-    Sized so that training on 2 CPU cores takes well under an hour; ``scale_factor`` is a
-    placeholder of 1.0 until training measures it.
-    """
-    settings = dict(ch=32, norm_groups=8, ch_mult=(1, 2, 2, 4), num_res_blocks=1, encoder_attn_resolutions=(),
-                    decoder_attn_resolutions=(), resolution=64, scale_factor=1.0)  # fmt: skip
-    settings.update(overrides)
-    return AutoencoderKL(VAEConfig(**settings))
+    """The embedded preset (`PRESETS`)."""
+    return build_vae("small", **overrides)
 
 
 def tiny(**overrides) -> AutoencoderKL:
-    """A very small preset for tests (32×32 → 8×8×4)."""
-    settings = dict(ch=32, norm_groups=8, ch_mult=(1, 1, 2), num_res_blocks=1, encoder_attn_resolutions=(),
-                    decoder_attn_resolutions=(), resolution=32, z_channels=4, embed_dim=4, scale_factor=1.0)  # fmt: skip
-    settings.update(overrides)
-    return AutoencoderKL(VAEConfig(**settings))
-
-
-PRESETS = {"kl16": kl16, "small": small, "tiny": tiny}
+    """The tests' preset (`PRESETS`)."""
+    return build_vae("tiny", **overrides)
 
 
 def levels_for_stride(ch_mult: tuple[int, ...], stride: int) -> tuple[int, ...]:
@@ -368,6 +377,11 @@ def levels_for_stride(ch_mult: tuple[int, ...], stride: int) -> tuple[int, ...]:
     return (*ch_mult[:levels], ch_mult[-1])
 
 
-def build_vae(config: VAEConfig | dict) -> AutoencoderKL:
-    """A VAE from a stored config (dict from JSON or a `VAEConfig`)."""
-    return AutoencoderKL(config if isinstance(config, VAEConfig) else VAEConfig(**config))
+def build_vae(spec: str | VAEConfig | dict, **overrides) -> AutoencoderKL:
+    """A VAE from a preset name (with ``overrides``) or a stored config (a `VAEConfig` or its dict
+    from JSON)."""
+    if isinstance(spec, str):
+        return AutoencoderKL(preset_config(spec, **overrides))
+    if overrides:
+        raise ValueError("overrides apply to a preset name, not to a whole config")
+    return AutoencoderKL(spec if isinstance(spec, VAEConfig) else VAEConfig(**spec))

@@ -524,7 +524,7 @@ def plot_intervals(measures: Mapping[str, Mapping[str, tuple[float, float, float
 
 
 def plot_training_curves(columns: Mapping[str, Sequence[float]], title: str = "", smooth: int = 20) -> Figure:
-    """A run's ``metrics.csv`` columns (`tokenbridge.train.read_metrics`) against ``step``: the loss
+    """A run's ``metrics.csv`` columns (`tokenbridge.training_loop.read_metrics`) against ``step``: the loss
     on top, each of the task's own logs below (lr and seconds left out). Raw values thin, a centred
     running mean over ``smooth`` logged points thick, so the trend shows through batch noise."""
     names = [n for n in columns if n not in ("step", "lr", "seconds")]

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from app import analysis, figures
-from app.state import CFG_RANGE, MAX_SEED, UNCONDITIONAL, choice, class_index, integer, last_generated, number
-from app.widgets import SOURCES, STATE_TTL_S, enlarge, image_picker, said_in_info
+from app.state import MAX_SEED, UNCONDITIONAL, choice, class_index, integer, knob_value, last_generated
+from app.widgets import SOURCES, STATE_TTL_S, enlarge, image_picker, said_in_info, sampler_control
 from tokenbridge.compositing import FEATHER, paste_back
 from tokenbridge.data import from_uint8_image, to_uint8_image
 from tokenbridge.pictures import OUTLINE, outline
-from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
-from tokenbridge.sampling import ORDERS
+from tokenbridge.pipeline import Pipeline
+from tokenbridge.regions import cells_mask, parse_cells
 
 SELECTED, CHANGED, GRID_LINE = (245, 133, 24), OUTLINE, (255, 255, 255)
 FEATHER_RANGE = (0, 16)
@@ -52,40 +52,18 @@ class EditImage:
 
 
 # ------------------------------------------------------------------------------------------------
-# Regions as text: "ROWS,COLUMNS; ROWS,COLUMNS", each a half-open range a:b or one index
+# Regions as text: "ROWS,COLUMNS; ROWS,COLUMNS", each read by `tokenbridge.regions`
 # ------------------------------------------------------------------------------------------------
 
 
 def parse_region(text: str | None, grid: int) -> np.ndarray:
-    """The cells ``text`` selects, bool ``[grid, grid]``; ValueError that quotes a bad part."""
+    """The cells ``text`` selects, bool ``[grid, grid]``: the union of its ``;``-joined parts;
+    ValueError that quotes a bad part."""
     selected = np.zeros((grid, grid), dtype=bool)
     for part in re.split(r"[;\n]", text or ""):
-        if not part.strip():
-            continue
-        ranges = [_range(axis, grid, part) for axis in _axes(part)]
-        (r0, r1), (c0, c1) = ranges[0], ranges[1]
-        selected[r0:r1, c0:c1] = True
+        if part.strip():
+            selected |= cells_mask(parse_cells(part.strip(), grid), grid).numpy()
     return selected
-
-
-def _axes(part: str) -> list[str]:
-    axes = part.split(",")
-    if len(axes) != 2:
-        raise ValueError(f"cells must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 (half-open ranges a:b or "
-                         f"single indices; several joined by ';'), got {part.strip()!r}")  # fmt: skip
-    return axes
-
-
-def _range(axis: str, grid: int, part: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d*)\s*(:?)\s*(\d*)\s*", axis)
-    if not m or not (m[1] or m[2]):
-        raise ValueError(f"cannot read {axis.strip()!r} in {part.strip()!r}: use an index or a range a:b")
-    start = int(m[1] or 0)
-    stop = (int(m[3]) if m[3] else grid) if m[2] else start + 1
-    if stop <= start or stop > grid:
-        raise ValueError(f"the range {axis.strip()!r} in {part.strip()!r} is empty or leaves the {grid}×{grid} "
-                         f"token grid (indices 0..{grid - 1})")  # fmt: skip
-    return start, stop
 
 
 def format_region(selected: np.ndarray) -> str:
@@ -210,13 +188,13 @@ class Handlers:
         selected = parse_region(region, self.grid)
         if not selected.any():
             raise ValueError(NO_CELL)
-        label = class_index(self.pipeline, class_name)
-        steps = integer("steps", steps, 1, self.grid * self.grid)
+        label, cells = class_index(self.pipeline, class_name), self.grid * self.grid
+        steps = knob_value("num_steps", steps, cells)
         return selected, dict(
             labels=None if label is None else [label], seed=integer("seed", seed, 0, MAX_SEED),
-            order=choice("order", order, ORDERS), num_steps=min(steps, int(selected.sum())),
-            cfg=number("CFG scale", cfg, *CFG_RANGE),
-        )  # fmt: skip
+            order=knob_value("order", order, cells), num_steps=min(steps, int(selected.sum())),
+            cfg=knob_value("cfg", cfg, cells),
+        )
 
     def edit(self, region, class_name, order, seed, steps, cfg, current, feather=FEATHER, paste=True):
         selected, kw = self.settings(region, class_name, order, seed, steps, cfg, current)
@@ -286,10 +264,11 @@ def _controls(pipeline: Pipeline) -> SimpleNamespace:
         ui.invert = gr.Button("Invert (outpaint)", size="sm", min_width=80, elem_id="edit-invert")
     ui.class_name = gr.Dropdown(classes, value=classes[min(9, len(classes) - 1)], label="class of the region",
                                 elem_id="edit-class")  # fmt: skip
-    ui.order = gr.Radio(list(ORDERS), value=SAMPLER_DEFAULTS["order"], label="order", elem_id="edit-order")
+    ui.order = sampler_control("order", seq_len, elem_id="edit-order")
     ui.seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
-    ui.steps = gr.Slider(1, seq_len, value=min(8, seq_len), step=1, label="steps (at most one per selected cell)")
-    ui.cfg = gr.Slider(*CFG_RANGE, value=SAMPLER_DEFAULTS["cfg"], step=0.1, label="CFG scale w")
+    ui.steps = sampler_control("num_steps", seq_len, value=min(8, seq_len),
+                               label="steps (at most one per selected cell)")
+    ui.cfg = sampler_control("cfg", seq_len)
     ui.paste = gr.Checkbox(True, label="paste the original back outside the region (off: the raw decode, which "
                            "changes pixels everywhere a little)", elem_id="edit-paste")  # fmt: skip
     ui.feather = gr.Slider(*FEATHER_RANGE, value=FEATHER, step=1, label="feather (pixels of blending outside the "

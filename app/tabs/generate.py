@@ -8,6 +8,7 @@ the Channels and Edit tabs, which load its final images.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from types import SimpleNamespace
 
@@ -15,13 +16,16 @@ import gradio as gr
 import numpy as np
 
 from app import figures
-from app.state import (
-    CFG_RANGE, GUMBEL_RANGE, MAX_BATCH, MAX_SEED, TEMPERATURE_RANGE, UNCONDITIONAL, Run, Session, Settings, integer,
-)  # fmt: skip
-from app.widgets import user_errors
+from app.state import MAX_BATCH, MAX_SEED, UNCONDITIONAL, Run, Session, Settings, integer
+from app.widgets import sampler_control, user_errors
 from tokenbridge.data import from_uint8_image, image_grid
-from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
-from tokenbridge.sampling import CFG_MODES, CFG_SCHEDULES, ORDERS
+from tokenbridge.pipeline import Pipeline
+from tokenbridge.sampling import KNOBS
+
+SIDE_BY_SIDE = (("cfg_schedule", "cfg_mode"), ("order", "gumbel"))
+"""Sampler knobs whose controls share a row; every other knob has a row of its own."""
+ELEM_IDS = {"num_steps": "steps", "order": "order"}
+"""The elem_ids of sampler controls (the browser tests and the screenshot helper find them by it)."""
 
 
 def preview_grid(images_BHW3: np.ndarray) -> np.ndarray:
@@ -43,9 +47,10 @@ class Handlers:
         rec = run.records[t]
         total, left = run.seq_len, int(rec.mask[i].sum())
         done = run.finished and t == len(run.records) - 1
-        bar = "▰" * round(10 * (t + 1) / run.settings.num_steps)
+        num_steps = run.settings.sampler.num_steps
+        bar = "▰" * round(10 * (t + 1) / num_steps)
         label = "unconditional" if run.settings.label is None else self.pipeline.classes[run.settings.label]
-        status = (f"**step {t + 1} / {run.settings.num_steps}** {bar.ljust(10, '▱')} · {left} of {total} "
+        status = (f"**step {t + 1} / {num_steps}** {bar.ljust(10, '▱')} · {left} of {total} "
                   f"positions still masked · {int(rec.committed[i].sum())} committed at this step · CFG w = "
                   f"{rec.cfg:.2f}" + (f" · **done**: {b} × {label}" if done else ""))  # fmt: skip
         final = run.final_images()
@@ -68,7 +73,8 @@ class Handlers:
                batch, view, session, *, to_the_end: bool):  # fmt: skip
         """Generate (``to_the_end``): a new run, streamed until it ends or a newer run of the session
         replaces it. Step: one more step of the session's run (a new run if there is none, it ended
-        or the settings changed)."""
+        or the settings changed). The parameters name the endpoint's inputs in its HTTP API (the
+        sampler's knobs in `SamplerSettings` field order, as `_sampler_controls` lays them out)."""
         settings = Settings.parse(self.pipeline, class_name, seed, steps, cfg, cfg_schedule, cfg_mode, temperature,
                                   sampling_order, gumbel, batch)  # fmt: skip
         session = session or Session()
@@ -97,23 +103,25 @@ def _controls(pipeline: Pipeline) -> SimpleNamespace:
     classes = [UNCONDITIONAL, *pipeline.classes] if has_generator else [UNCONDITIONAL]
     ui.class_name = gr.Dropdown(classes, value=classes[min(1, len(classes) - 1)], label="class")
     ui.seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
-    ui.steps = gr.Slider(1, seq_len, value=min(SAMPLER_DEFAULTS["num_steps"], seq_len), step=1, label="steps",
-                         elem_id="steps")  # fmt: skip
-    ui.cfg = gr.Slider(*CFG_RANGE, value=SAMPLER_DEFAULTS["cfg"], step=0.1, label="CFG scale w")
-    with gr.Row():
-        ui.cfg_schedule = gr.Radio(list(CFG_SCHEDULES), value=SAMPLER_DEFAULTS["cfg_schedule"], label="CFG schedule")
-        ui.cfg_mode = gr.Radio(list(CFG_MODES), value=SAMPLER_DEFAULTS["cfg_mode"], label="CFG mode")
-    ui.temperature = gr.Slider(*TEMPERATURE_RANGE, value=SAMPLER_DEFAULTS["temperature"], step=0.05,
-                               label="temperature")  # fmt: skip
-    with gr.Row():
-        ui.sampling_order = gr.Radio(list(ORDERS), value=SAMPLER_DEFAULTS["order"], label="order", elem_id="order")
-        ui.gumbel = gr.Slider(*GUMBEL_RANGE, value=SAMPLER_DEFAULTS["gumbel"], step=0.5,
-                              label="Gumbel noise (confidence order)")  # fmt: skip
+    ui.sampler = _sampler_controls(seq_len)
     ui.batch = gr.Slider(1, MAX_BATCH, value=4, step=1, label="batch size (image i uses seed + i)", elem_id="batch")
     with gr.Row():
         ui.generate = gr.Button("Generate", variant="primary", elem_id="generate-btn")
         ui.step = gr.Button("Step", elem_id="step-btn")
     return ui
+
+
+def _sampler_controls(seq_len: int) -> dict:
+    """Knob name → its control, every knob of `SamplerSettings` in field order (`SIDE_BY_SIDE` in rows)."""
+    controls = {}
+    for name in KNOBS:
+        if name in controls:
+            continue
+        row = next((names for names in SIDE_BY_SIDE if name in names), (name,))
+        with gr.Row() if len(row) > 1 else contextlib.nullcontext():
+            for member in row:
+                controls[member] = sampler_control(member, seq_len, elem_id=ELEM_IDS.get(member))
+    return controls
 
 
 def _outputs(ui: SimpleNamespace) -> None:
@@ -146,8 +154,7 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
             ui = _controls(pipeline)
         with gr.Column(scale=3):
             _outputs(ui)
-    controls = [ui.class_name, ui.seed, ui.steps, ui.cfg, ui.cfg_schedule, ui.cfg_mode, ui.temperature,
-                ui.sampling_order, ui.gumbel, ui.batch, ui.view, session]  # fmt: skip
+    controls = [ui.class_name, ui.seed, *(ui.sampler[name] for name in KNOBS), ui.batch, ui.view, session]
     shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.remaining, ui.step_slider, ui.gallery, ui.view]
     for button, api_name, to_the_end in ((ui.generate, "generate", True), (ui.step, "step", False)):
         button.click(user_errors(functools.partial(h.sample, to_the_end=to_the_end)), controls, shown + [session],

@@ -11,7 +11,7 @@ import numpy as np
 from app import analysis, figures
 from app.state import choice, integer
 from app.widgets import SOURCES, enlarge, image_picker, user_errors
-from tokenbridge.data import CLASS_NAMES
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.quantizer import ASSIGN_RULES, CALIBRATIONS
 
