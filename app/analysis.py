@@ -16,10 +16,10 @@ import torch
 from app.state import integer
 from tokenbridge import spectral
 from tokenbridge.data import load_image, to_uint8_image
-from tokenbridge.shapes import CLASS_NAMES, HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.metrics import psnr
 from tokenbridge.pipeline import EMBEDDED, Pipeline
 from tokenbridge.quantizer import GaussianQuantizer, QuantizerStats
+from tokenbridge.shapes import CLASS_NAMES, HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -57,8 +57,9 @@ def uploaded_image(pipeline: Pipeline, path: str | os.PathLike | None) -> torch.
     try:
         return load_image(path, size=pipeline.image_size, max_pixels=MAX_UPLOAD_PIXELS)
     except ValueError as e:  # name the upload, not the server's temporary path
-        raise ValueError(f"uploaded file {os.path.basename(str(path))!r}: "
-                         f"{str(e).removeprefix(f'{path}: ')} ({UPLOAD_LIMITS})") from None  # fmt: skip
+        raise ValueError(
+            f"uploaded file {os.path.basename(str(path))!r}: {str(e).removeprefix(f'{path}: ')} ({UPLOAD_LIMITS})"
+        ) from None
 
 
 def picked_image(pipeline: Pipeline, source: str, shape: str, sample, upload) -> torch.Tensor:
@@ -145,8 +146,14 @@ class QuantizerReport:
     u_calibration: torch.Tensor  # [C, N*h*w]
 
 
-def quantizer_report(pipeline: Pipeline, calibration: Calibration, image_3HW: torch.Tensor, levels: int,
-                     assign: str, calibration_kind: str) -> QuantizerReport:  # fmt: skip
+def quantizer_report(
+    pipeline: Pipeline,
+    calibration: Calibration,
+    image_3HW: torch.Tensor,
+    levels: int,
+    assign: str,
+    calibration_kind: str,
+) -> QuantizerReport:
     q = calibration.quantizer(levels, assign, calibration_kind)
     latents = pipeline.encode(image_3HW[None])
     x_hat = q.dequantize(q.quantize(latents))
@@ -180,7 +187,9 @@ def photo_note(pipeline: Pipeline, source: str, psnr_continuous: float) -> str:
     the embedded VAE: it reconstructs photos blurrily, hiding the quantizer's effect; "" otherwise."""
     if source == "shapes sample" or not uses_embedded_vae(pipeline):
         return ""
-    return (f"**Note:** the embedded VAE was trained on the shapes data only, so a photo reconstructs "
-            f"blurrily (this image: {psnr_continuous:.2f} dB PSNR from the continuous latents) and the "
-            f"quantizer's effect is hidden under that blur. For the official VAE, start the app with "
-            f"`python app/main.py --vae kl16.ckpt`.")  # fmt: skip
+    return (
+        f"**Note:** the embedded VAE was trained on the shapes data only, so a photo reconstructs "
+        f"blurrily (this image: {psnr_continuous:.2f} dB PSNR from the continuous latents) and the "
+        f"quantizer's effect is hidden under that blur. For the official VAE, start the app with "
+        f"`python app/main.py --vae kl16.ckpt`."
+    )

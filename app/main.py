@@ -44,8 +44,9 @@ CSS = """
 
 def theme() -> gr.themes.Base:
     """Gradio's default look with system fonts only (nothing loaded from a font CDN)."""
-    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                             font_mono=["ui-monospace", "Consolas", "monospace"])  # fmt: skip
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "Consolas", "monospace"]
+    )
 
 
 def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
@@ -53,9 +54,11 @@ def build_demo(pipeline: Pipeline, calibration_images: int = 64) -> gr.Blocks:
     encoded once (on first use) for the per-channel statistics of the Channels/Quantizer tabs."""
     calibration = analysis.Calibration(pipeline, calibration_images)
     with gr.Blocks(title="TokenBridge Lab", analytics_enabled=False) as demo:
-        gr.Markdown("# TokenBridge Lab\nMasked generation over post-training-quantized VAE latents with a "
-                    "channel-wise autoregressive head "
-                    "([arXiv 2503.16430](https://arxiv.org/abs/2503.16430)).")  # fmt: skip
+        gr.Markdown(
+            "# TokenBridge Lab\nMasked generation over post-training-quantized VAE latents with a "
+            "channel-wise autoregressive head "
+            "([arXiv 2503.16430](https://arxiv.org/abs/2503.16430))."
+        )
         session = gr.State(None, time_to_live=STATE_TTL_S)  # the Generate tab's run, read by Edit and Channels
         with gr.Tab("Generate", id="generate"):
             generate.build(pipeline, session)
@@ -81,8 +84,10 @@ def servable_host(host: str) -> str:
         try:
             s.bind((host, 0))
         except OSError as e:
-            raise OSError(f"cannot serve on {host!r} ({e.strerror or e}): give an address of this machine, e.g. "
-                          f"127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None  # fmt: skip
+            raise OSError(
+                f"cannot serve on {host!r} ({e.strerror or e}): give an address of this machine, e.g. "
+                f"127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+            ) from None
     return host
 
 
@@ -98,16 +103,32 @@ def first_free_port(host: str, start: int = DEFAULT_PORT, tries: int = 100) -> i
     raise OSError(f"no free port in {start}..{start + tries - 1} on {host}")
 
 
-def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           concurrency: int = 2, quiet: bool = True) -> str:  # fmt: skip
+def launch(
+    demo: gr.Blocks,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    concurrency: int = 2,
+    quiet: bool = True,
+) -> str:
     """Queue and start ``demo`` without blocking; returns the local URL (tests use this too)."""
     demo.queue(default_concurrency_limit=concurrency, max_size=QUEUE_SIZE)
     _, url, _ = demo.launch(
-        server_name=host, server_port=port or first_free_port(host), share=share, prevent_thread_lock=True,
-        quiet=quiet, show_error=False, theme=theme(), css=CSS, max_file_size=analysis.MAX_UPLOAD_BYTES,
-        state_session_capacity=SESSION_CAPACITY, footer_links=["api", "settings"], run_history=False,
-        ssr_mode=False, mcp_server=False,
-    )  # fmt: skip
+        server_name=host,
+        server_port=port or first_free_port(host),
+        share=share,
+        prevent_thread_lock=True,
+        quiet=quiet,
+        show_error=False,
+        theme=theme(),
+        css=CSS,
+        max_file_size=analysis.MAX_UPLOAD_BYTES,
+        state_session_capacity=SESSION_CAPACITY,
+        footer_links=["api", "settings"],
+        run_history=False,
+        ssr_mode=False,
+        mcp_server=False,
+    )
     return url
 
 
@@ -116,14 +137,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ``args.port`` becomes the first free port from ``--port``."""
     p = cli.ArgumentParser(prog="python app/main.py", description="TokenBridge Lab: the interactive app.")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=cli.number(int, 1, 65535), default=DEFAULT_PORT,
-                   help="first port to try (default: 7860; the next free one is used if taken)")
+    p.add_argument(
+        "--port",
+        type=cli.number(int, 1, 65535),
+        default=DEFAULT_PORT,
+        help="first port to try (default: 7860; the next free one is used if taken)",
+    )
     p.add_argument("--device", type=cli.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--vae", help="VAE weights (our .safetensors or the official kl16.ckpt) instead of the embedded")
     p.add_argument("--generator", help="generator weights (our .safetensors or an official checkpoint-last.pth)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
-    p.add_argument("--concurrency", type=cli.number(int, 1), default=2,
-                   help="requests of one kind served at once (default 2)")
+    p.add_argument(
+        "--concurrency", type=cli.number(int, 1), default=2, help="requests of one kind served at once (default 2)"
+    )
     args = p.parse_args(argv)
     cli.check(p, "--host", servable_host, args.host)
     args.port = cli.check(p, "--port", first_free_port, args.host, args.port)

@@ -19,8 +19,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -56,8 +63,9 @@ def browser_page(url: str, viewport: dict | None = None):
 def external(requests: list[str], url: str) -> list[str]:
     """The requested URLs that left the app's own host (``data:``/``blob:`` URLs stay local)."""
     host = urlparse(url).hostname
-    return [r for r in requests if urlparse(r).scheme in ("http", "https", "ws", "wss")
-            and urlparse(r).hostname != host]  # fmt: skip
+    return [
+        r for r in requests if urlparse(r).scheme in ("http", "https", "ws", "wss") and urlparse(r).hostname != host
+    ]
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -67,8 +75,9 @@ def set_number(page, elem_id: str, value) -> None:
     box.press("Enter")
 
 
-def generate(page, order: str = "confidence", steps: int | None = None, batch: int | None = None,
-             timeout_s: float = 300) -> None:  # fmt: skip
+def generate(
+    page, order: str = "confidence", steps: int | None = None, batch: int | None = None, timeout_s: float = 300
+) -> None:
     """Pick the order (and steps / batch size), press Generate and wait for the final images."""
     page.locator("#order").get_by_text(order, exact=True).click()
     if steps is not None:
@@ -81,8 +90,9 @@ def generate(page, order: str = "confidence", steps: int | None = None, batch: i
     page.wait_for_timeout(500)  # let the plots finish drawing
 
 
-def edit(page, region: str = "2:6,2:6", order: str = "confidence", class_name: str | None = None,
-         timeout_s: float = 300) -> None:  # fmt: skip
+def edit(
+    page, region: str = "2:6,2:6", order: str = "confidence", class_name: str | None = None, timeout_s: float = 300
+) -> None:
     """Open the Edit tab, Load its image (a shapes sample by default), type the cells ``region``,
     pick the order (and class), press Edit and wait for before / after."""
     page.get_by_role("tab", name="Edit").click()
@@ -97,15 +107,20 @@ def edit(page, region: str = "2:6,2:6", order: str = "confidence", class_name: s
         page.locator("#edit-class input").press("Enter")
     before = page.evaluate("() => document.querySelector('#edit-after img')?.src ?? null")
     page.locator("#edit-btn").click()
-    page.wait_for_function("""before => {
+    page.wait_for_function(
+        """before => {
         const after = document.querySelector('#edit-after img');
         return after && after.src !== before && document.querySelector('#edit-status').innerText.includes('done');
-    }""", arg=before, timeout=timeout_s * 1000)  # a new after image: this edit's, not the previous one
+    }""",
+        arg=before,
+        timeout=timeout_s * 1000,
+    )  # a new after image: this edit's, not the previous one
     page.wait_for_timeout(500)  # let the plots finish drawing
 
 
-def save_screenshot(path: str | os.PathLike, url: str | None = None, order: str = "confidence",
-                    batch: int = 8, tab: str = "generate") -> Path:  # fmt: skip
+def save_screenshot(
+    path: str | os.PathLike, url: str | None = None, order: str = "confidence", batch: int = 8, tab: str = "generate"
+) -> Path:
     """Full-page screenshot after a full run, written to ``path`` (PNG): of the Generate tab, or
     with ``tab="edit"`` of the Edit tab after re-sampling the centre 4×4 cells of a shapes sample.
 
@@ -139,11 +154,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Save a screenshot of the app after one generation (or one edit).")
     p.add_argument("path", help="PNG file to write, e.g. assets/app_screenshot.png")
     p.add_argument("--url", help="an app already running (default: serve the embedded one here)")
-    p.add_argument("--order", default=SamplerSettings().order, choices=ORDERS,
-                   help="sampling order (default: the app's, %(default)s)")
+    p.add_argument(
+        "--order",
+        default=SamplerSettings().order,
+        choices=ORDERS,
+        help="sampling order (default: the app's, %(default)s)",
+    )
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--tab", default="generate", choices=("generate", "edit"),
-                   help="edit: the Edit tab after one edit (assets/app_edit_screenshot.png)")
+    p.add_argument(
+        "--tab",
+        default="generate",
+        choices=("generate", "edit"),
+        help="edit: the Edit tab after one edit (assets/app_edit_screenshot.png)",
+    )
     args = p.parse_args(argv)
     reason = unavailable()
     if reason:

@@ -127,8 +127,14 @@ class Run:
     def __init__(self, pipeline: Pipeline, settings: Settings):
         self.pipeline, self.settings = pipeline, settings
         labels = None if settings.label is None else [settings.label] * settings.batch_size
-        self._steps = pipeline.steps(labels, seed=settings.seed, preview=True, batch_size=settings.batch_size,
-                                     settings=settings.sampler, record_probs=True)
+        self._steps = pipeline.steps(
+            labels,
+            seed=settings.seed,
+            preview=True,
+            batch_size=settings.batch_size,
+            settings=settings.sampler,
+            record_probs=True,
+        )
         config = pipeline.generator.config
         self.grid, self.seq_len = config.grid_size, config.seq_len
         self.planned = mask_schedule(self.seq_len, settings.sampler.num_steps)
@@ -159,9 +165,14 @@ class Run:
                 if self.probs is None:
                     self.probs = torch.full(step.probs.shape, float("nan"), dtype=torch.float16)
                 self.probs[committed] = step.probs.cpu()[committed].half()
-            record = StepRecord(step.step, step.mask.cpu().numpy(), committed.numpy(),
-                                step.confidence.float().cpu().numpy(), float(step.cfg),
-                                to_uint8_image(out.preview))  # fmt: skip
+            record = StepRecord(
+                step.step,
+                step.mask.cpu().numpy(),
+                committed.numpy(),
+                step.confidence.float().cpu().numpy(),
+                float(step.cfg),
+                to_uint8_image(out.preview),
+            )
             self.records.append(record)
             self._enforce_budget()
             if self.finished:

@@ -65,8 +65,9 @@ def said_in_info(fn, outputs: list, info):
     """``fn`` answering a ValueError with its message in the Markdown ``info`` (one of ``outputs``)
     and every other output left as it is: the page keeps its images, with no error badge on them
     (`user_errors` would put one on every output)."""
-    return _answer_value_errors(fn, lambda e: tuple(f"⚠ {html.escape(str(e), quote=False)}" if o is info
-                                                    else gr.skip() for o in outputs))  # fmt: skip
+    return _answer_value_errors(
+        fn, lambda e: tuple(f"⚠ {html.escape(str(e), quote=False)}" if o is info else gr.skip() for o in outputs)
+    )
 
 
 def shown_error(e: Exception) -> gr.Error:
@@ -87,12 +88,18 @@ def image_picker(sources=SOURCES, shape: str = CLASS_NAMES[3], elem_id: str | No
     ui.source = gr.Radio(list(sources), value="shapes sample", label="image source", elem_id=elem_id)
     ui.shape = gr.Dropdown(list(CLASS_NAMES), value=shape, label="shape")
     ui.sample = gr.Number(0, label="sample number", precision=0, minimum=0, maximum=analysis.SHAPES_PER_CLASS - 1)
-    ui.upload = gr.File(label=f"upload ({analysis.UPLOAD_LIMITS})", file_types=["image"], type="filepath",
-                        visible=False, elem_id=elem_id and f"{elem_id}-upload")  # fmt: skip
+    ui.upload = gr.File(
+        label=f"upload ({analysis.UPLOAD_LIMITS})",
+        file_types=["image"],
+        type="filepath",
+        visible=False,
+        elem_id=elem_id and f"{elem_id}-upload",
+    )
     controls = {"shapes sample": [ui.shape, ui.sample], "uploaded image": [ui.upload]}
     if "generated image" in sources:
-        ui.generated = gr.Number(1, label="generated image number (last run)", precision=0, minimum=1,
-                                 maximum=MAX_BATCH, visible=False)  # fmt: skip
+        ui.generated = gr.Number(
+            1, label="generated image number (last run)", precision=0, minimum=1, maximum=MAX_BATCH, visible=False
+        )
         controls["generated image"] = [ui.generated]
     owners = [source for source in sources for _ in controls[source]]
 

@@ -28,9 +28,9 @@ import torch  # noqa: E402
 from app.main import build_demo, launch  # noqa: E402
 from tokenbridge import generator as generators  # noqa: E402
 from tokenbridge import vae as vaes  # noqa: E402
-from tokenbridge.shapes import CLASS_NAMES  # noqa: E402
 from tokenbridge.pipeline import Pipeline  # noqa: E402
 from tokenbridge.sampling import SamplerSettings  # noqa: E402
+from tokenbridge.shapes import CLASS_NAMES  # noqa: E402
 
 DEFAULTS = SamplerSettings()
 
@@ -71,8 +71,7 @@ def via_api(client, batch: int, steps: int) -> tuple[float, float, int]:
 def direct(pipeline: Pipeline, batch: int, steps: int) -> tuple[float, float]:
     start = time.perf_counter()
     first = None
-    for _ in pipeline.steps([0] * batch, seed=0, preview=True, batch_size=batch, record_probs=True,
-                            num_steps=steps):
+    for _ in pipeline.steps([0] * batch, seed=0, preview=True, batch_size=batch, record_probs=True, num_steps=steps):
         if first is None:
             first = time.perf_counter() - start
     return first, time.perf_counter() - start
@@ -93,11 +92,15 @@ def main(argv=None) -> None:
     demo = build_demo(pipeline)
     url = launch(demo)
     client = Client(url, verbose=False)
-    print(f"pipeline: {label}\ndevice: {pipeline.device}, torch threads: {torch.get_num_threads()}, "
-          f"steps: {args.steps}, order: {DEFAULTS.order}, CFG {DEFAULTS.cfg}, "
-          f"median of {args.repeats} after 1 warm-up\n")  # fmt: skip
-    header = f"{'batch':>5} | {'API: first step':>15} | {'API: final':>10} | {'updates':>7} | " \
-             f"{'direct: first':>13} | {'direct: all':>11}"  # fmt: skip
+    print(
+        f"pipeline: {label}\ndevice: {pipeline.device}, torch threads: {torch.get_num_threads()}, "
+        f"steps: {args.steps}, order: {DEFAULTS.order}, CFG {DEFAULTS.cfg}, "
+        f"median of {args.repeats} after 1 warm-up\n"
+    )
+    header = (
+        f"{'batch':>5} | {'API: first step':>15} | {'API: final':>10} | {'updates':>7} | "
+        f"{'direct: first':>13} | {'direct: all':>11}"
+    )
     print(header)
     print("-" * len(header))
     try:
@@ -107,8 +110,11 @@ def main(argv=None) -> None:
             raw = [direct(pipeline, batch, args.steps) for _ in range(args.repeats)]
             med = [statistics.median(col) for col in zip(*api)]
             med_raw = [statistics.median(col) for col in zip(*raw)]
-            print(f"{batch:>5} | {1000 * med[0]:>12.0f} ms | {med[1]:>8.2f} s | {int(med[2]):>7} | "
-                  f"{1000 * med_raw[0]:>10.0f} ms | {med_raw[1]:>9.2f} s", flush=True)  # fmt: skip
+            print(
+                f"{batch:>5} | {1000 * med[0]:>12.0f} ms | {med[1]:>8.2f} s | {int(med[2]):>7} | "
+                f"{1000 * med_raw[0]:>10.0f} ms | {med_raw[1]:>9.2f} s",
+                flush=True,
+            )
     finally:
         demo.close()
 

@@ -36,8 +36,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     dataset = ShapesDataset(args.n)
-    rates = {"render_shape": images_per_second(lambda i: render_shape(0, i), args.n, args.repeats),
-             "ShapesDataset[i]": images_per_second(dataset.__getitem__, args.n, args.repeats)}  # fmt: skip
+    rates = {
+        "render_shape": images_per_second(lambda i: render_shape(0, i), args.n, args.repeats),
+        "ShapesDataset[i]": images_per_second(dataset.__getitem__, args.n, args.repeats),
+    }
     print(f"{'what':<18} {'images/s':>9} {'vs target':>10}")
     for name, rate in rates.items():
         print(f"{name:<18} {rate:>9.0f} {rate / TARGET_PER_S:>9.2f}x")

@@ -44,8 +44,8 @@ import torch  # noqa: E402
 from benchmarks.sampling import bench_channel_cache, bench_preset, cache_speedup, timed  # noqa: E402
 from benchmarks.training import seconds_per_step  # noqa: E402
 from tokenbridge import checkpoints  # noqa: E402
-from tokenbridge.files import write_json  # noqa: E402
 from tokenbridge.evaluate import DEFAULT_CLASSIFIER  # noqa: E402
+from tokenbridge.files import write_json  # noqa: E402
 from tokenbridge.metrics import accuracy, classifier_outputs  # noqa: E402
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline  # noqa: E402
 from tokenbridge.sampling import ORDERS  # noqa: E402
@@ -71,12 +71,32 @@ class Sizes:
     repeats: int  # timed runs after one warm-up run (median)
 
 
-FULL = Sizes(device="cuda", images=64, presets=("tokenbridge_large", "tokenbridge_base"), batch_size=64,
-             num_steps=64, head_preset="tokenbridge_large", positions=1024, train_preset="tokenbridge_small",
-             train_batches=(64, 512), train_steps=10, repeats=2)  # fmt: skip
-QUICK = Sizes(device="cpu", images=4, presets=("tokenbridge_tiny",), batch_size=2, num_steps=4,
-              head_preset="tokenbridge_tiny", positions=16, train_preset="tokenbridge_tiny", train_batches=(4, 8),
-              train_steps=2, repeats=1)  # fmt: skip
+FULL = Sizes(
+    device="cuda",
+    images=64,
+    presets=("tokenbridge_large", "tokenbridge_base"),
+    batch_size=64,
+    num_steps=64,
+    head_preset="tokenbridge_large",
+    positions=1024,
+    train_preset="tokenbridge_small",
+    train_batches=(64, 512),
+    train_steps=10,
+    repeats=2,
+)
+QUICK = Sizes(
+    device="cpu",
+    images=4,
+    presets=("tokenbridge_tiny",),
+    batch_size=2,
+    num_steps=4,
+    head_preset="tokenbridge_tiny",
+    positions=16,
+    train_preset="tokenbridge_tiny",
+    train_batches=(4, 8),
+    train_steps=2,
+    repeats=1,
+)
 
 
 def check_pytest() -> dict:
@@ -85,8 +105,9 @@ def check_pytest() -> dict:
     Playwright), which a GPU machine need not have."""
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py") if "mark.gpu" in p.read_text())
     command = ["pytest", "-m", "gpu", "-q", *files]
-    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True,
-                          timeout=PYTEST_TIMEOUT_S)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=PYTEST_TIMEOUT_S
+    )
     lines = done.stdout.strip().splitlines()
     result = {"command": shlex.join(command), "returncode": done.returncode, "summary": lines[-1] if lines else ""}
     if done.returncode:
@@ -103,26 +124,38 @@ def check_pipeline(sizes: Sizes) -> dict:
     for order in ORDERS:
         seconds, images = timed(lambda: pipe.generate(labels, seed=0, order=order), sizes.repeats, sizes.device)
         _, predicted = classifier_outputs(classifier, [images], sizes.device)
-        result[order] = {"sampler": {**SAMPLER_DEFAULTS, "order": order}, "seconds": round(seconds, 4),
-                         "images_per_s": round(sizes.images / seconds, 2), "finite": bool(images.isfinite().all()),
-                         "class_accuracy": accuracy(predicted, labels)}  # fmt: skip
+        result[order] = {
+            "sampler": {**SAMPLER_DEFAULTS, "order": order},
+            "seconds": round(seconds, 4),
+            "images_per_s": round(sizes.images / seconds, 2),
+            "finite": bool(images.isfinite().all()),
+            "class_accuracy": accuracy(predicted, labels),
+        }
     return result
 
 
 def check_kv_cache_end_to_end(sizes: Sizes, preset: str) -> dict:
     """Sampling part (c) for ``preset``: whole sampling runs (tokens, no VAE decode), cache on vs off."""
     rows = bench_preset(preset, sizes.repeats, sizes.device, sizes.batch_size, sizes.num_steps)
-    return {"benchmark": "benchmarks/sampling.py part (c), random weights, CFG 3", "preset": preset,
-            "batch_size": sizes.batch_size, "num_steps": sizes.num_steps,
-            "precision": "bf16 autocast" if sizes.device == "cuda" else "float32", "rows": rows,
-            "kv_cache_speedup_end_to_end": round(cache_speedup(rows), 3)}  # fmt: skip
+    return {
+        "benchmark": "benchmarks/sampling.py part (c), random weights, CFG 3",
+        "preset": preset,
+        "batch_size": sizes.batch_size,
+        "num_steps": sizes.num_steps,
+        "precision": "bf16 autocast" if sizes.device == "cuda" else "float32",
+        "rows": rows,
+        "kv_cache_speedup_end_to_end": round(cache_speedup(rows), 3),
+    }
 
 
 def check_kv_cache_channel_head(sizes: Sizes) -> dict:
     """Sampling part (a) at ``sizes.head_preset``'s head: channel decoding alone, cache on vs off,
     in bf16 autocast and in float32 (tokens may differ between the paths: ``agreement``)."""
-    result = {"benchmark": "benchmarks/sampling.py part (a)", "head_preset": sizes.head_preset,
-              "positions": sizes.positions}  # fmt: skip
+    result = {
+        "benchmark": "benchmarks/sampling.py part (a)",
+        "head_preset": sizes.head_preset,
+        "positions": sizes.positions,
+    }
     for suffix, bf16 in (("", True), ("_fp32", False)):
         with torch.autocast(sizes.device, dtype=torch.bfloat16, enabled=bf16):
             rows = bench_channel_cache(sizes.positions, sizes.repeats, sizes.device, (sizes.head_preset,), exact=False)
@@ -134,23 +167,39 @@ def check_kv_cache_channel_head(sizes: Sizes) -> dict:
 def check_training(sizes: Sizes) -> dict:
     """Optimizer steps/s of one training step (benchmarks/training.py), under ``batch_<size>`` for
     each batch size (benchmarks/gpu_session.sh reads ``batch_512``)."""
-    result = {"benchmark": "benchmarks/training.py", "preset": sizes.train_preset, "head_positions": HEAD_POSITIONS,
-              "dropout": 0.0, "precision": "bf16 autocast", "warmup_steps": 2, "timed_steps": sizes.train_steps}
+    result = {
+        "benchmark": "benchmarks/training.py",
+        "preset": sizes.train_preset,
+        "head_positions": HEAD_POSITIONS,
+        "dropout": 0.0,
+        "precision": "bf16 autocast",
+        "warmup_steps": 2,
+        "timed_steps": sizes.train_steps,
+    }
     for batch in sizes.train_batches:
-        seconds = seconds_per_step(sizes.train_preset, 0.0, batch, HEAD_POSITIONS, sizes.train_steps,
-                                   device=sizes.device, precision="bf16")  # fmt: skip
-        result[f"batch_{batch}"] = {"seconds_per_step": round(seconds, 5), "steps_per_s": round(1 / seconds, 2),
-                                    "images_per_s": round(batch / seconds, 1)}  # fmt: skip
+        seconds = seconds_per_step(
+            sizes.train_preset, 0.0, batch, HEAD_POSITIONS, sizes.train_steps, device=sizes.device, precision="bf16"
+        )
+        result[f"batch_{batch}"] = {
+            "seconds_per_step": round(seconds, 5),
+            "steps_per_s": round(1 / seconds, 2),
+            "images_per_s": round(batch / seconds, 1),
+        }
     return result
 
 
 def parts(sizes: Sizes) -> dict:
     """Part name -> zero-argument check, in run order."""
-    return {"training": lambda: check_training(sizes), "pytest_gpu": check_pytest,
-            "pipeline": lambda: check_pipeline(sizes),
-            **{f"kv_cache_{p.removeprefix('tokenbridge_')}": (lambda p=p: check_kv_cache_end_to_end(sizes, p))
-               for p in sizes.presets},
-            "kv_cache_channel_head": lambda: check_kv_cache_channel_head(sizes)}  # fmt: skip
+    return {
+        "training": lambda: check_training(sizes),
+        "pytest_gpu": check_pytest,
+        "pipeline": lambda: check_pipeline(sizes),
+        **{
+            f"kv_cache_{p.removeprefix('tokenbridge_')}": (lambda p=p: check_kv_cache_end_to_end(sizes, p))
+            for p in sizes.presets
+        },
+        "kv_cache_channel_head": lambda: check_kv_cache_channel_head(sizes),
+    }
 
 
 def run_part(check) -> dict:
@@ -167,10 +216,18 @@ def run_part(check) -> dict:
 def header(sizes: Sizes, quick: bool) -> dict:
     """Where and how this run ran."""
     on_cuda = sizes.device == "cuda"
-    return {"device": torch.cuda.get_device_name() if on_cuda else f"cpu ({torch.get_num_threads()} threads)",
-            "torch": torch.__version__, "cuda": torch.version.cuda, "command": shlex.join(["python", *sys.argv]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick, "sizes": asdict(sizes),
-            "complete": False, "elapsed_seconds": 0.0, "parts": {}}  # fmt: skip
+    return {
+        "device": torch.cuda.get_device_name() if on_cuda else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "command": shlex.join(["python", *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "sizes": asdict(sizes),
+        "complete": False,
+        "elapsed_seconds": 0.0,
+        "parts": {},
+    }
 
 
 def main() -> None:

@@ -98,8 +98,10 @@ def main() -> None:
         for method, r in results.items():
             rows.append((method, n, r["seconds"], n / r["seconds"] / 1e6, r["peak_bytes"] / 2**20))
 
-    print(f"device: {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"levels 64, median of {args.repeats}")
+    print(
+        f"device: {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"levels 64, median of {args.repeats}"
+    )
     print(f"{'method':<24}{'values N':>12}{'seconds':>10}{'Mvalues/s':>12}{'peak MiB':>10}{'bytes/value':>13}")
     for method, n, sec, rate, mib in rows:
         print(f"{method:<24}{n:>12,}{sec:>10.4f}{rate:>12.1f}{mib:>10.1f}{mib * 2**20 / n:>13.1f}")
@@ -107,6 +109,7 @@ def main() -> None:
     full = {method: (sec, mib) for method, n, sec, _, mib in rows if n == n_full}
     print(f"memory ratio official/kit: {full[OFFICIAL][1] / max(full[KIT][1], 1e-9):.1f}x")
     print(f"speedup: {full[OFFICIAL][0] / full[KIT][0]:.1f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -52,8 +52,11 @@ def timed(fn, repeats: int, device: str) -> tuple[float, object]:
 def head_sizes(preset: str) -> dict:
     """The channel-head sizes of a generator preset."""
     config = PRESETS[preset]
-    return dict(channel_embed_dim=config.channel_embed_dim, channel_depth=config.channel_depth,
-                channel_heads=config.channel_heads)
+    return dict(
+        channel_embed_dim=config.channel_embed_dim,
+        channel_depth=config.channel_depth,
+        channel_heads=config.channel_heads,
+    )
 
 
 def channel_head_model(head: dict, device: str) -> TokenBridge:
@@ -67,8 +70,9 @@ def channel_head_model(head: dict, device: str) -> TokenBridge:
 
 
 @torch.no_grad()
-def bench_channel_cache(positions: int, repeats: int, device: str, presets=("tokenbridge_base", "tokenbridge_small"),
-                        exact: bool = True) -> list[dict]:  # fmt: skip
+def bench_channel_cache(
+    positions: int, repeats: int, device: str, presets=("tokenbridge_base", "tokenbridge_small"), exact: bool = True
+) -> list[dict]:
     """Part (a): cached vs uncached channel decoding; one row per head size (of ``presets``) and path.
 
     Each row also has ``agreement``, the share of positions whose C tokens both paths decode alike;
@@ -89,16 +93,23 @@ def bench_channel_cache(positions: int, repeats: int, device: str, presets=("tok
         agreement = float((tokens[True] == tokens[False]).all(dim=1).float().mean())
         if exact and agreement < 1:
             raise AssertionError(f"{name}: cached and uncached decoding disagree")
-        rows += [dict(head=name, size="{channel_embed_dim}×{channel_depth}".format(**head),
-                      path="cached" if use_cache else "uncached", seconds=seconds[use_cache], agreement=agreement)
-                 for use_cache in (True, False)]  # fmt: skip
+        rows += [
+            dict(
+                head=name,
+                size="{channel_embed_dim}×{channel_depth}".format(**head),
+                path="cached" if use_cache else "uncached",
+                seconds=seconds[use_cache],
+                agreement=agreement,
+            )
+            for use_cache in (True, False)
+        ]
     return rows
 
 
 def embedded_or_random_pipeline(device: str):
     """``(pipeline, label)``: the shipped embedded default, or same-sized random weights."""
-    from tokenbridge.shapes import CLASS_NAMES
     from tokenbridge.pipeline import EMBEDDED, Pipeline
+    from tokenbridge.shapes import CLASS_NAMES
     from tokenbridge.vae import small
 
     if all(path.is_file() for path in EMBEDDED.values()):
@@ -122,8 +133,9 @@ def bench_pipeline(repeats: int, device: str) -> list[dict]:
 
 
 @torch.no_grad()
-def bench_preset(preset: str, repeats: int, device: str = "cuda", batch_size: int = 64,
-                 num_steps: int = 64) -> list[dict]:  # fmt: skip
+def bench_preset(
+    preset: str, repeats: int, device: str = "cuda", batch_size: int = 64, num_steps: int = 64
+) -> list[dict]:
     """Part (c): a preset with random weights, CFG 3, KV cache on and off; bf16 autocast on CUDA
     (float32 elsewhere, as `Pipeline`). Built on ``device`` directly: the large preset's CPU init is slow."""
     from tokenbridge.sampling import generate
@@ -134,13 +146,27 @@ def bench_preset(preset: str, repeats: int, device: str = "cuda", batch_size: in
     on_cuda = torch.device(device).type == "cuda"
     rows = []
     for use_cache in (True, False):
+
         def run():
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=on_cuda):
-                return generate(model, labels, rng=torch.Generator(device).manual_seed(0), num_steps=num_steps,
-                                cfg=3.0, use_cache=use_cache)
+                return generate(
+                    model,
+                    labels,
+                    rng=torch.Generator(device).manual_seed(0),
+                    num_steps=num_steps,
+                    cfg=3.0,
+                    use_cache=use_cache,
+                )
+
         seconds, _ = timed(run, repeats, device)
-        rows.append(dict(preset=preset.removeprefix("tokenbridge_"), cache=use_cache, seconds=seconds,
-                         images_per_s=batch_size / seconds))
+        rows.append(
+            dict(
+                preset=preset.removeprefix("tokenbridge_"),
+                cache=use_cache,
+                seconds=seconds,
+                images_per_s=batch_size / seconds,
+            )
+        )
     return rows
 
 
@@ -174,8 +200,10 @@ def main() -> None:
     parts = {args.only} if args.only else {"a", "b", "c"}
 
     if "a" in parts:
-        print(f"(a) channel-head decoding, {args.positions} positions, device {args.device}, "
-              f"{torch.get_num_threads()} CPU thread(s)")
+        print(
+            f"(a) channel-head decoding, {args.positions} positions, device {args.device}, "
+            f"{torch.get_num_threads()} CPU thread(s)"
+        )
         rows = bench_channel_cache(args.positions, args.repeats, args.device)
         print_table(rows)
         for name in ("base", "small"):

@@ -23,8 +23,16 @@ import torch
 from tokenbridge.generator import PRESETS, build_generator
 
 
-def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_positions: int, repeats: int,
-                     device: str = "cpu", precision: str = "fp32", **config) -> float:  # fmt: skip
+def seconds_per_step(
+    preset: str,
+    dropout: float | None,
+    batch_size: int,
+    head_positions: int,
+    repeats: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+    **config,
+) -> float:
     """Median wall time of one training step of ``preset`` (dropout overridden unless None; other
     config fields by ``config``) on ``device``, the forward under bf16 autocast when
     ``precision="bf16"`` (benchmarks/gpu.py)."""
@@ -52,8 +60,12 @@ def seconds_per_step(preset: str, dropout: float | None, batch_size: int, head_p
     return statistics.median(times)
 
 
-LAYOUTS = {"8x8x16 (shipped)": dict(vae_stride=8, vae_embed_dim=16), "8x8x8": dict(vae_stride=8, vae_embed_dim=8),
-           "8x8x4": dict(vae_stride=8, vae_embed_dim=4), "16x16x4": dict(vae_stride=4, vae_embed_dim=4)}
+LAYOUTS = {
+    "8x8x16 (shipped)": dict(vae_stride=8, vae_embed_dim=16),
+    "8x8x8": dict(vae_stride=8, vae_embed_dim=8),
+    "8x8x4": dict(vae_stride=8, vae_embed_dim=4),
+    "16x16x4": dict(vae_stride=4, vae_embed_dim=4),
+}
 """Latent layouts of the embedded tokenizer candidates (64×64 images)."""
 CANDIDATE_PRESETS = ("tokenbridge_small", "tokenbridge_ablation")
 CANDIDATE_RECIPE = dict(head_init="ordinal", local_mixing="conv", class_input="buffer+decoder")
@@ -70,8 +82,11 @@ def candidates_table(batch_size: int, head_positions: int, repeats: int) -> None
             seconds = seconds_per_step(preset, 0.0, batch_size, head_positions, repeats, **layout, **CANDIDATE_RECIPE)
             shipped = shipped or seconds
             tokens = (64 // layout["vae_stride"]) ** 2
-            print(f"{name:<17} {preset:<21} {tokens:>6} {seconds:>7.3f} {batch_size / seconds:>9.1f} "
-                  f"{shipped / seconds:>9.2f}x", flush=True)
+            print(
+                f"{name:<17} {preset:<21} {tokens:>6} {seconds:>7.3f} {batch_size / seconds:>9.1f} "
+                f"{shipped / seconds:>9.2f}x",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -83,13 +98,18 @@ def main() -> None:
     parser.add_argument("--candidates", action="store_true", help="time the embedded tokenizer candidates instead")
     args = parser.parse_args()
     subject = "embedded candidates" if args.candidates else args.preset
-    print(f"{subject}, batch {args.batch_size}, head positions {args.head_positions}, {torch.get_num_threads()} threads")
+    print(
+        f"{subject}, batch {args.batch_size}, head positions {args.head_positions}, {torch.get_num_threads()} threads"
+    )
     if args.candidates:
         return candidates_table(args.batch_size, args.head_positions, args.repeats)
     settings = {"dropout 0.1, fp32": (None, "fp32"), "dropout 0, fp32": (0.0, "fp32"), "dropout 0, bf16": (0.0, "bf16")}
-    timings = {label: seconds_per_step(args.preset, dropout, args.batch_size, args.head_positions, args.repeats,
-                                       precision=precision)
-               for label, (dropout, precision) in settings.items()}  # fmt: skip
+    timings = {
+        label: seconds_per_step(
+            args.preset, dropout, args.batch_size, args.head_positions, args.repeats, precision=precision
+        )
+        for label, (dropout, precision) in settings.items()
+    }
     print(f"{'setting':<18} {'s/step':>7} {'steps/h':>8}")
     for label, seconds in timings.items():
         print(f"{label:<18} {seconds:>7.3f} {3600 / seconds:>8.0f}")

@@ -6,9 +6,9 @@ import torch
 from hypothesis import settings
 
 from tokenbridge.checkpoints import save_model
-from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.pipeline import Pipeline
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.vae import small
 
 settings.register_profile("kit", deadline=None, max_examples=60)
@@ -54,6 +54,13 @@ def tiny_pipeline_files(tiny_pipeline, tmp_path_factory) -> dict:
     carries the class names), for the command lines and `Pipeline.load`. Read-only, as the pipeline."""
     root = tmp_path_factory.mktemp("tiny_pipeline")
     vae, generator = tiny_pipeline.vae, tiny_pipeline.generator
-    return {"vae": save_model(vae, root / "vae.safetensors", "vae", vae.config.to_dict()),
-            "generator": save_model(generator, root / "gen.safetensors", "generator", generator.config.to_dict(),
-                                    extra={"classes": list(CLASS_NAMES)})}  # fmt: skip
+    return {
+        "vae": save_model(vae, root / "vae.safetensors", "vae", vae.config.to_dict()),
+        "generator": save_model(
+            generator,
+            root / "gen.safetensors",
+            "generator",
+            generator.config.to_dict(),
+            extra={"classes": list(CLASS_NAMES)},
+        ),
+    }

@@ -28,9 +28,9 @@ from tokenbridge import vae as vaes
 from tokenbridge.checkpoints import save_model
 from tokenbridge.compositing import paste_back
 from tokenbridge.data import from_uint8_image, to_uint8_image
-from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.pipeline import EMBEDDED, Pipeline
 from tokenbridge.sampling import KNOBS, SamplerSettings
+from tokenbridge.shapes import CLASS_NAMES
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")  # inside gradio
@@ -49,8 +49,19 @@ def tiny_pipeline() -> Pipeline:
 
 
 def controls(**changes) -> list:
-    names = ["class_name", "seed", "steps", "cfg", "cfg_schedule", "cfg_mode", "temperature", "sampling_order",
-             "gumbel", "batch", "view"]  # fmt: skip
+    names = [
+        "class_name",
+        "seed",
+        "steps",
+        "cfg",
+        "cfg_schedule",
+        "cfg_mode",
+        "temperature",
+        "sampling_order",
+        "gumbel",
+        "batch",
+        "view",
+    ]
     values = dict(zip(names, GOOD))
     values.update(changes)
     return [values[n] for n in names]
@@ -108,8 +119,9 @@ def expected_images(pipeline, label, seed, batch, **sampler) -> np.ndarray:
     return to_uint8_image(pipeline.generate([label] * batch, seed=seed, batch_size=batch, **sampler))
 
 
-SAMPLER = dict(num_steps=4, cfg=3.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0,
-               order="confidence", gumbel=0.0)  # fmt: skip
+SAMPLER = dict(
+    num_steps=4, cfg=3.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0, order="confidence", gumbel=0.0
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,8 +131,17 @@ SAMPLER = dict(num_steps=4, cfg=3.0, cfg_schedule="linear", cfg_mode="feature", 
 
 def test_endpoints_are_named(client):
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert {"/generate", "/step", "/show_step", "/channels", "/position", "/quantize", "/edit_load", "/edit",
-            "/edit_result"} <= names  # fmt: skip
+    assert {
+        "/generate",
+        "/step",
+        "/show_step",
+        "/channels",
+        "/position",
+        "/quantize",
+        "/edit_load",
+        "/edit",
+        "/edit_result",
+    } <= names
 
 
 NON_DEFAULT = [  # every setting away from SAMPLER_DEFAULTS in one of the two, so none can be dropped
@@ -379,8 +400,9 @@ def test_edit_a_generated_image_in_random_order_then_edit_the_result(client, pip
     sampler = {**SAMPLER, "order": "random"}
     tokens = pipeline.generate_tokens([0, 0], seed=7, batch_size=2, **sampler)[1]
     generated = to_uint8_image(pipeline.decode(pipeline.tokens_to_latents(tokens[None])))[0]
-    want, _ = edited_image(pipeline, tokens, "0,0; 7,7", generated, labels=None, seed=5, num_steps=2, cfg=1.0,
-                           order="random")  # fmt: skip
+    want, _ = edited_image(
+        pipeline, tokens, "0,0; 7,7", generated, labels=None, seed=5, num_steps=2, cfg=1.0, order="random"
+    )
     assert_same_images(png(final[5])[36:220], want[36:220])  # away from the two corner cells' outlines
     again = client.predict("3,3", api_name="/edit_result")
     assert "the edit of generated image 2" in again[1]
@@ -430,23 +452,69 @@ BAD = [
     ("unknown order", "/step", lambda f: controls(sampling_order="spiral"), "spiral"),
     ("scrub before sampling", "/show_step", lambda f: [1, 1], "nothing sampled yet"),
     ("position before loading", "/position", lambda f: [1, 1], "load an image first"),
-    ("generated image before generating", "/channels", lambda f: ["generated image", "star", 0, None, 1],
-     "no finished generation"),
+    (
+        "generated image before generating",
+        "/channels",
+        lambda f: ["generated image", "star", 0, None, 1],
+        "no finished generation",
+    ),
     ("unknown shape", "/channels", lambda f: ["shapes sample", "dragon", 0, None, 1], "dragon"),
-    ("shapes number too large", "/quantize",
-     lambda f: ["shapes sample", "circle", 10**6, None, 64, "nearest", "fixed", "c0"], "999"),
+    (
+        "shapes number too large",
+        "/quantize",
+        lambda f: ["shapes sample", "circle", 10**6, None, 64, "nearest", "fixed", "c0"],
+        "999",
+    ),
     ("levels 3", "/quantize", lambda f: ["shapes sample", "circle", 0, None, 3, "nearest", "fixed", "c0"], "3"),
-    ("unknown channel", "/quantize", lambda f: ["shapes sample", "circle", 0, None, 64, "nearest", "fixed", "c99"],
-     "c99"),
-    ("no upload", "/quantize", lambda f: ["uploaded image", "circle", 0, None, 64, "nearest", "fixed", "c0"],
-     "upload an image first"),
-    ("text file as image", "/quantize", lambda f: ["uploaded image", "circle", 0, gradio_client.handle_file(
-        str(f["text"])), 64, "nearest", "fixed", "c0"], "cannot read image"),
-    ("20 megapixels", "/channels", lambda f: ["uploaded image", "star", 0, gradio_client.handle_file(
-        str(f["huge"])), 1], "megapixels"),
-    ("11 MB upload", "/quantize", lambda f: ["uploaded image", "circle", 0, gradio_client.handle_file(
-        str(f["big"])), 64, "nearest", "fixed", "c0"], None),
-]  # fmt: skip
+    (
+        "unknown channel",
+        "/quantize",
+        lambda f: ["shapes sample", "circle", 0, None, 64, "nearest", "fixed", "c99"],
+        "c99",
+    ),
+    (
+        "no upload",
+        "/quantize",
+        lambda f: ["uploaded image", "circle", 0, None, 64, "nearest", "fixed", "c0"],
+        "upload an image first",
+    ),
+    (
+        "text file as image",
+        "/quantize",
+        lambda f: [
+            "uploaded image",
+            "circle",
+            0,
+            gradio_client.handle_file(str(f["text"])),
+            64,
+            "nearest",
+            "fixed",
+            "c0",
+        ],
+        "cannot read image",
+    ),
+    (
+        "20 megapixels",
+        "/channels",
+        lambda f: ["uploaded image", "star", 0, gradio_client.handle_file(str(f["huge"])), 1],
+        "megapixels",
+    ),
+    (
+        "11 MB upload",
+        "/quantize",
+        lambda f: [
+            "uploaded image",
+            "circle",
+            0,
+            gradio_client.handle_file(str(f["big"])),
+            64,
+            "nearest",
+            "fixed",
+            "c0",
+        ],
+        None,
+    ),
+]
 
 
 @pytest.mark.parametrize("name,endpoint,args,message", BAD, ids=[b[0] for b in BAD])
@@ -467,13 +535,17 @@ def test_bad_input_gives_a_clear_error_then_the_server_answers(server, bad_files
 
 
 SAID = [  # the Edit tab's image and cell controls: a message in its info line, the image kept
-    ("generated image before generating", "/edit_load", ["generated image", "star", 0, None, 1, ""],
-     "no finished generation"),
+    (
+        "generated image before generating",
+        "/edit_load",
+        ["generated image", "star", 0, None, 1, ""],
+        "no finished generation",
+    ),
     ("cells off the grid", "/edit_load", ["shapes sample", "star", 0, None, 1, "9:12,1"], "leaves the 8×8 token grid"),
     ("unreadable cells", "/edit_load", ["shapes sample", "star", 0, None, 1, "2-6"], "ROWS,COLUMNS"),
     ("result before editing", "/edit_result", [""], "nothing edited yet"),
     ("no upload", "/edit_load", ["uploaded image", "star", 0, None, 1, ""], "upload an image first"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("name,endpoint,args,message", SAID, ids=[s[0] for s in SAID])
@@ -514,8 +586,13 @@ def test_photo_note_only_for_a_non_shapes_image_on_the_embedded_vae(pipeline, tm
     embedded = Pipeline(pipeline.vae, device="cpu", source={"vae": str(EMBEDDED["vae"])})
     note = analysis.photo_note(embedded, "uploaded image", 15.734)
     assert analysis.uses_embedded_vae(embedded)
-    for part in ("trained on the shapes", "blurrily", "15.73 dB", "hidden under that blur",
-                 "`python app/main.py --vae kl16.ckpt`"):  # fmt: skip
+    for part in (
+        "trained on the shapes",
+        "blurrily",
+        "15.73 dB",
+        "hidden under that blur",
+        "`python app/main.py --vae kl16.ckpt`",
+    ):
         assert part in note, part
     assert analysis.photo_note(embedded, "shapes sample", 15.7) == ""  # what it was trained on
     other = Pipeline(pipeline.vae, device="cpu", source={"vae": str(tmp_path / "vae.safetensors")})
@@ -533,14 +610,24 @@ def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generat
         assert len(psnrs(out[3])) == 3 and out[7] == ""
         photo = tmp_path / "photo.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(photo)
-        out = client.predict("uploaded image", "ring", 0, gradio_client.handle_file(str(photo)), 16, "interval",
-                             "fixed", "c0", api_name="/quantize")  # fmt: skip
+        out = client.predict(
+            "uploaded image",
+            "ring",
+            0,
+            gradio_client.handle_file(str(photo)),
+            16,
+            "interval",
+            "fixed",
+            "c0",
+            api_name="/quantize",
+        )
         assert f"{psnrs(out[3])[0]:.2f} dB PSNR" in out[7] and "--vae kl16.ckpt" in out[7]
         said = client.predict("shapes sample", "star", 0, None, 1, "2:6,2:6", api_name="/edit_load")[1]
         assert said.startswith("⚠ this pipeline has no generator"), said
         with pytest.raises(AppError, match="no generator"):
-            client.predict("(unconditional)", 0, 1, 1.0, "linear", "feature", 1.0, "random", 0.0, 1, 1,
-                           api_name="/step")  # fmt: skip
+            client.predict(
+                "(unconditional)", 0, 1, 1.0, "linear", "feature", 1.0, "random", 0.0, 1, 1, api_name="/step"
+            )
     finally:
         demo.close()
 
@@ -552,8 +639,13 @@ def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generat
 
 def test_missing_embedded_weights_exit_2_with_the_message_and_no_traceback(tmp_path):
     missing = tmp_path / "nope.safetensors"
-    result = subprocess.run([sys.executable, str(ROOT / "app" / "main.py"), "--vae", str(missing), "--port", "7999"],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app" / "main.py"), "--vae", str(missing), "--port", "7999"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stderr
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
 
@@ -571,8 +663,13 @@ def test_main_reports_missing_embedded_assets(monkeypatch, capsys):
 def test_vae_and_generator_paths_load_our_files(tmp_path, pipeline):
     vae_path, gen_path = tmp_path / "vae.safetensors", tmp_path / "gen.safetensors"
     save_model(pipeline.vae, vae_path, "vae", pipeline.vae.config.to_dict())
-    save_model(pipeline.generator, gen_path, "generator", pipeline.generator.config.to_dict(),
-               extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+    save_model(
+        pipeline.generator,
+        gen_path,
+        "generator",
+        pipeline.generator.config.to_dict(),
+        extra={"classes": list(CLASS_NAMES)},
+    )
     loaded = load_pipeline(parse_args(["--vae", str(vae_path), "--generator", str(gen_path), "--device", "cpu"]))
     assert loaded.classes == list(CLASS_NAMES) and loaded.source["generator"] == str(gen_path)
     with pytest.raises(ValueError, match="--vae"):
@@ -583,8 +680,13 @@ def test_settings_validation_names_the_bad_value(pipeline):
     good = ["circle", 0, 4, 3.0, "linear", "feature", 1.0, "random", 0.0, 1]
     assert Settings.parse(pipeline, *good).label == 0
     assert Settings.parse(pipeline, "(unconditional)", *good[1:]).label is None
-    for index, bad, words in [(1, True, "seed"), (3, math.nan, "CFG"), (4, "cubic", "CFG schedule"),
-                              (8, -1.0, "Gumbel"), (9, 0, "batch size")]:  # fmt: skip
+    for index, bad, words in [
+        (1, True, "seed"),
+        (3, math.nan, "CFG"),
+        (4, "cubic", "CFG schedule"),
+        (8, -1.0, "Gumbel"),
+        (9, 0, "batch size"),
+    ]:
         values = list(good)
         values[index] = bad
         with pytest.raises(ValueError, match=words):

@@ -16,13 +16,15 @@ from PIL import Image
 from app import screenshot
 from tokenbridge import generator as generators
 from tokenbridge import vae as vaes
-from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.pipeline import Pipeline
+from tokenbridge.shapes import CLASS_NAMES
 
 UNAVAILABLE = screenshot.unavailable()
 IN_CI = os.environ.get("CI", "").lower() == "true"
-pytestmark = [pytest.mark.skipif(UNAVAILABLE is not None and not IN_CI, reason=str(UNAVAILABLE)),
-              pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")]  # fmt: skip
+pytestmark = [
+    pytest.mark.skipif(UNAVAILABLE is not None and not IN_CI, reason=str(UNAVAILABLE)),
+    pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +100,12 @@ def test_edit_tab_select_cells_by_click_and_run_one_edit(url, tmp_path):
             image.click(position={"x": box["width"] * (col + 0.5) / 8, "y": box["height"] * (row + 0.5) / 8})
             # the cells' text and the redrawn image both arrived: the click's event is over (a click while
             # one is still running is dropped)
-            page.wait_for_function("([text, shown]) => document.querySelector('#edit-region textarea').value === text "
-                                   "&& document.querySelector('#edit-image img').src !== shown", arg=[text, shown],
-                                   timeout=30_000)  # fmt: skip
+            page.wait_for_function(
+                "([text, shown]) => document.querySelector('#edit-region textarea').value === text "
+                "&& document.querySelector('#edit-image img').src !== shown",
+                arg=[text, shown],
+                timeout=30_000,
+            )
         page.locator("#edit-btn").click()
         page.locator("#edit-status").get_by_text("done").wait_for(timeout=120_000)
         assert "0 of 2 selected cells still masked" in page.locator("#edit-status").inner_text()

@@ -148,7 +148,9 @@ def test_load_state_strict_reports_each_problem():
         load_state_strict(model, extra, "ckpt")
 
     wrong = {**state, "quant_conv.weight": torch.zeros(8, 8, 3, 3)}
-    with pytest.raises(CheckpointError, match=r"mis-shaped \(1\): quant_conv.weight: checkpoint \(8, 8, 3, 3\) vs model \(8, 8, 1, 1\)"):
+    with pytest.raises(
+        CheckpointError, match=r"mis-shaped \(1\): quant_conv.weight: checkpoint \(8, 8, 3, 3\) vs model \(8, 8, 1, 1\)"
+    ):
         load_state_strict(model, wrong, "ckpt")
 
     many = {k: v for k, v in state.items() if not k.startswith("decoder.")}
@@ -262,9 +264,14 @@ def test_unreadable_torch_files(tmp_path):
 
 # ------------------------------------------------------------------ training state and atomic writes
 def test_training_state_round_trip(tmp_path):
-    state = {"kind": "vae", "step": 7, "wall_time_s": 1.5, "model": {"w": torch.randn(3)},
-             "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
-             "settings": {"device": "auto", "seed": 0}}  # fmt: skip
+    state = {
+        "kind": "vae",
+        "step": 7,
+        "wall_time_s": 1.5,
+        "model": {"w": torch.randn(3)},
+        "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
+        "settings": {"device": "auto", "seed": 0},
+    }
     path = save_training_state(state, tmp_path / "run" / "state.pt")
     back = read_torch_checkpoint(path)
     assert back["step"] == 7 and torch.equal(back["model"]["w"], state["model"]["w"])

@@ -25,11 +25,23 @@ def places(tmp_path) -> dict[str, str]:
     (tmp_path / "junk.safetensors").write_bytes(b"not weights at all" * 4)
     save_training_state({"kind": "vae", "step": 5}, tmp_path / "run" / "state.pt")
     images = torch.utils.data.TensorDataset(torch.zeros(2, 3, 64, 64), torch.arange(2))
-    cache_latents(lambda x: torch.zeros(len(x), 16, 8, 8), images, tmp_path / "other.safetensors",
-                  info={"vae": "another_vae.safetensors", "scale_factor": 0.123})  # fmt: skip
-    return {"tmp": str(tmp_path), "file": str(tmp_path / "file"), "junk": str(tmp_path / "junk.safetensors"),
-            "run": str(tmp_path / "run"), "other": str(tmp_path / "other.safetensors"),
-            "json": str(tmp_path / "out.json"), "vae": VAE, "classifier": CLASSIFIER, "generator": GENERATOR}
+    cache_latents(
+        lambda x: torch.zeros(len(x), 16, 8, 8),
+        images,
+        tmp_path / "other.safetensors",
+        info={"vae": "another_vae.safetensors", "scale_factor": 0.123},
+    )
+    return {
+        "tmp": str(tmp_path),
+        "file": str(tmp_path / "file"),
+        "junk": str(tmp_path / "junk.safetensors"),
+        "run": str(tmp_path / "run"),
+        "other": str(tmp_path / "other.safetensors"),
+        "json": str(tmp_path / "out.json"),
+        "vae": VAE,
+        "classifier": CLASSIFIER,
+        "generator": GENERATOR,
+    }
 
 
 def refused(main, argv: list[str], places: dict, capsys) -> str:
@@ -65,7 +77,10 @@ TRAIN = [
     (["generator", "--out", "{tmp}/g", "--eval-samples", "1"], "--eval-samples"),
     (["generator", "--out", "{tmp}/g", "--vae", "{junk}"], "--vae"),
     (["generator", "--out", "{tmp}/g", "--latents", "{vae}"], "is not a latent cache"),
-    (["generator", "--out", "{tmp}/g", "--latents", "{other}"], "was made by another VAE (16 channels, scale factor 0.123)"),
+    (
+        ["generator", "--out", "{tmp}/g", "--latents", "{other}"],
+        "was made by another VAE (16 channels, scale factor 0.123)",
+    ),
     (["plot", "{tmp}/no_run"], "argument run: no training log"),
 ]
 

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from tokenbridge import data, shapes
-from tokenbridge.data import ImageFolderDataset, LatentDataset, cache_latents, from_uint8_image, load_image, to_uint8_image
+from tokenbridge.data import (
+    ImageFolderDataset,
+    LatentDataset,
+    cache_latents,
+    from_uint8_image,
+    load_image,
+    to_uint8_image,
+)
 from tokenbridge.shapes import CLASS_NAMES, HELDOUT_SEED, ShapesDataset
 
 
@@ -95,8 +102,19 @@ def test_image_folder_modes_and_broken_files(folder):
         ds = ImageFolderDataset(folder, size=32)
     assert ds.classes == ["alpha", "gray", "photo"]
     names = {Path(p).name: lab for p, lab in ds.samples}
-    assert names == {"rgba.png": 0, "palette.png": 0, "palette.gif": 0, "la.png": 0, "l.bmp": 1, "one.tif": 1,
-                     "sixteen.png": 1, "cmyk.jpg": 2, "exif6.jpg": 2, "exif8.jpg": 2, "plain.webp": 2}  # fmt: skip
+    assert names == {
+        "rgba.png": 0,
+        "palette.png": 0,
+        "palette.gif": 0,
+        "la.png": 0,
+        "l.bmp": 1,
+        "one.tif": 1,
+        "sixteen.png": 1,
+        "cmyk.jpg": 2,
+        "exif6.jpg": 2,
+        "exif8.jpg": 2,
+        "plain.webp": 2,
+    }
     skipped = {Path(p).name: reason for p, reason in ds.skipped}
     assert set(skipped) == {"corrupt.png", "truncated.jpg"}
     assert all(str(folder) in p for p, _ in ds.skipped)  # reported by full path
@@ -238,7 +256,10 @@ def test_latent_dataset_corrupt_or_missing(tmp_path):
     save_file({"latents": torch.zeros(2, 1, 2, 2)}, str(tmp_path / "nolabels.safetensors"))
     with pytest.raises(ValueError, match="missing.*labels"):
         LatentDataset(tmp_path / "nolabels.safetensors")
-    save_file({"latents": torch.zeros(2, 1, 2, 2), "labels": torch.zeros(3, dtype=torch.int64)},
-              str(tmp_path / "mismatch.safetensors"), metadata={"tokenbridge": json.dumps({"count": 2})})  # fmt: skip
+    save_file(
+        {"latents": torch.zeros(2, 1, 2, 2), "labels": torch.zeros(3, dtype=torch.int64)},
+        str(tmp_path / "mismatch.safetensors"),
+        metadata={"tokenbridge": json.dumps({"count": 2})},
+    )
     with pytest.raises(ValueError, match="do not match"):
         LatentDataset(tmp_path / "mismatch.safetensors")

@@ -21,22 +21,42 @@ def test_the_defaults_are_the_best_row_of_the_shipped_generators_table():
     assert table["best"] == defaults_sweep.best_index(rows)
     assert table["generator"] == "assets/generator_small.safetensors" and table["samples"] >= 200
     assert [row["sampler"] for row in rows] == defaults_sweep.settings_grid(), "the table is of the current grid"
-    swept = {key: {row["sampler"][key] for row in rows} for key in ("order", "cfg", "cfg_mode", "temperature",
-                                                                    "num_steps")}  # fmt: skip
-    assert swept == {"order": {"random", "confidence"}, "cfg": {1.0, 2.0, 3.0}, "cfg_mode": {"feature", "logit"},
-                     "temperature": {0.9, 1.0}, "num_steps": {16, 32}}  # fmt: skip
+    swept = {
+        key: {row["sampler"][key] for row in rows} for key in ("order", "cfg", "cfg_mode", "temperature", "num_steps")
+    }
+    assert swept == {
+        "order": {"random", "confidence"},
+        "cfg": {1.0, 2.0, 3.0},
+        "cfg_mode": {"feature", "logit"},
+        "temperature": {0.9, 1.0},
+        "num_steps": {16, 32},
+    }
 
 
 def test_best_row_has_the_highest_accuracy_and_fd_breaks_ties():
-    rows = [{"class_accuracy": 0.15, "fd_shapes": 20.0}, {"class_accuracy": 0.16, "fd_shapes": 31.0},
-            {"class_accuracy": 0.16, "fd_shapes": 30.0}, {"class_accuracy": 0.10, "fd_shapes": 10.0}]  # fmt: skip
+    rows = [
+        {"class_accuracy": 0.15, "fd_shapes": 20.0},
+        {"class_accuracy": 0.16, "fd_shapes": 31.0},
+        {"class_accuracy": 0.16, "fd_shapes": 30.0},
+        {"class_accuracy": 0.10, "fd_shapes": 10.0},
+    ]
     assert defaults_sweep.best_index(rows) == 2
 
 
 def test_sweep_command_writes_every_rows_metrics_and_the_best(tiny_pipeline_files, tmp_path, capsys):
     out = tmp_path / "sweep.json"
-    argv = ["--vae", str(tiny_pipeline_files["vae"]), "--generator", str(tiny_pipeline_files["generator"]),
-            "--classifier", CLASSIFIER, "--n", "4", "--out", str(out)]  # fmt: skip
+    argv = [
+        "--vae",
+        str(tiny_pipeline_files["vae"]),
+        "--generator",
+        str(tiny_pipeline_files["generator"]),
+        "--classifier",
+        CLASSIFIER,
+        "--n",
+        "4",
+        "--out",
+        str(out),
+    ]
     with pytest.warns(UserWarning, match="strongly biased"):  # 4 samples: a test of the plumbing, not a measure
         defaults_sweep.main(argv)
     table = json.loads(out.read_text())

@@ -19,7 +19,6 @@ from tokenbridge.regions import cells_mask, parse_cells
 from tokenbridge.sampling import KNOBS, ORDERS, generate, mask_schedule, sample_steps
 
 
-
 @pytest.fixture(scope="module")
 def pipe(tiny_pipeline):
     return tiny_pipeline
@@ -41,16 +40,32 @@ def test_a_start_with_every_position_masked_is_plain_generation(pipe, tokens):
     model, labels = pipe.generator, torch.tensor([3, 5])
     for order in ORDERS:
         plain = generate(model, labels, rng=torch.Generator().manual_seed(1), num_steps=5, order=order)
-        started = generate(model, labels, rng=torch.Generator().manual_seed(1), num_steps=5, order=order,
-                           tokens=tokens, mask=torch.ones(2, 64, dtype=torch.bool))  # fmt: skip
+        started = generate(
+            model,
+            labels,
+            rng=torch.Generator().manual_seed(1),
+            num_steps=5,
+            order=order,
+            tokens=tokens,
+            mask=torch.ones(2, 64, dtype=torch.bool),
+        )
         assert torch.equal(plain, started), order
 
 
 @pytest.mark.parametrize("order", ORDERS)
 def test_steps_sample_only_the_masked_positions_on_their_own_schedule(pipe, tokens, order):
     mask = centre().reshape(1, 64).expand(2, 64)
-    steps = list(sample_steps(pipe.generator, torch.tensor([3, 5]), rng=torch.Generator().manual_seed(0),
-                              num_steps=5, order=order, tokens=tokens, mask=mask))  # fmt: skip
+    steps = list(
+        sample_steps(
+            pipe.generator,
+            torch.tensor([3, 5]),
+            rng=torch.Generator().manual_seed(0),
+            num_steps=5,
+            order=order,
+            tokens=tokens,
+            mask=mask,
+        )
+    )
     assert [int(s.mask[0].sum()) for s in steps] == mask_schedule(16, 5)  # cosine over the 16 to sample
     committed = torch.stack([s.committed for s in steps]).sum(dim=0)
     assert torch.equal(committed.bool(), mask) and committed.max() == 1
@@ -118,16 +133,25 @@ def test_edit_images_returns_the_input_shape(pipe):
         (dict(region=torch.ones(4, 4, dtype=torch.bool)), r"region must be a bool tensor \[8, 8\] or \[2, 8, 8\]"),
         (dict(region=torch.ones(3, 8, 8, dtype=torch.bool)), r"region must be a bool tensor"),
         (dict(region=torch.ones(8, 8)), r"region must be a bool tensor .* got torch.float32"),
-        (dict(region=torch.zeros(8, 8, dtype=torch.bool)), r"the region is empty \(no cell selected\) for image\(s\) \[0, 1\]"),
-        (dict(region=torch.stack([centre(), centre(slice(0, 1))])), r"same number of cells in every image, got \[16, 4\]"),
+        (
+            dict(region=torch.zeros(8, 8, dtype=torch.bool)),
+            r"the region is empty \(no cell selected\) for image\(s\) \[0, 1\]",
+        ),
+        (
+            dict(region=torch.stack([centre(), centre(slice(0, 1))])),
+            r"same number of cells in every image, got \[16, 4\]",
+        ),
         (dict(labels=[10, 1]), "class 10 out of range: valid 0..9"),
         (dict(labels=[1, 2, 3]), "labels must be one class id or 2"),
-        (dict(tokens=lambda t: t.index_fill(1, torch.tensor([0]), 64)), r"tokens to keep \(outside the mask\) must be indices in 0..63, got values 0..64"),
+        (
+            dict(tokens=lambda t: t.index_fill(1, torch.tensor([0]), 64)),
+            r"tokens to keep \(outside the mask\) must be indices in 0..63, got values 0..64",
+        ),
         (dict(tokens=lambda t: t[0]), r"tokens must be \[B, 64, 16\] indices"),
         (dict(tokens=lambda t: t.float()), r"tokens must be an integer tensor \[2, 64, 16\]"),
         (dict(num_steps=17), r"num_steps must be an integer in 1..16 \(the number of tokens to sample\)"),
     ],
-)  # fmt: skip
+)
 def test_bad_edits_name_the_problem(pipe, tokens, change, message):
     args = {"region": centre(), "labels": None, **change}
     args["tokens"] = args.get("tokens", lambda t: t)(tokens)
@@ -160,8 +184,11 @@ def test_region_weight_falls_linearly_to_zero_at_the_feather():
     assert torch.equal(hard, region.repeat_interleave(8, 0).repeat_interleave(8, 1).float()), "feather 0: the cells"
     both = region_weight(torch.stack([region, ~region]), 64, 2)
     assert both.shape == (2, 1, 64, 64) and torch.equal(both[0], region_weight(region, 64, 2)[0])
-    for bad, message in [(dict(region=torch.ones(8, 8)), "bool token grid"), (dict(size=60), "dividing 60"),
-                         (dict(feather=-1), "feather must be >= 0")]:  # fmt: skip
+    for bad, message in [
+        (dict(region=torch.ones(8, 8)), "bool token grid"),
+        (dict(size=60), "dividing 60"),
+        (dict(feather=-1), "feather must be >= 0"),
+    ]:
         with pytest.raises(ValueError, match=message):
             region_weight(**{"region": region, "size": 64, "feather": 4, **bad})
     with pytest.raises(ValueError, match="of one shape"):
@@ -233,9 +260,26 @@ def test_edit_cli_writes_before_and_after_side_by_side(files, tmp_path, capsys):
     models = ["--vae", str(files["vae"]), "--generator", str(files["generator"])]
     outs = [tmp_path / "a.png", tmp_path / "b.png"]
     for out in outs:
-        cli_main(["edit", "--image", str(files["image"]), "--region", "2:6,2:6", "--class", "star", "--steps", "3",
-                  "--device", "cpu", "--out", str(out), "--out-after", str(tmp_path / "after.png"),
-                  *models])  # fmt: skip
+        cli_main(
+            [
+                "edit",
+                "--image",
+                str(files["image"]),
+                "--region",
+                "2:6,2:6",
+                "--class",
+                "star",
+                "--steps",
+                "3",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--out-after",
+                str(tmp_path / "after.png"),
+                *models,
+            ]
+        )
     said = capsys.readouterr().out
     assert f"wrote {outs[0]} (before | after) and {tmp_path / 'after.png'} (after)" in said
     assert "rows 2:6, columns 2:6: 16 of 64 tokens re-sampled, class star, pasted back with a 4-pixel feather" in said
@@ -252,8 +296,25 @@ def test_edit_cli_writes_before_and_after_side_by_side(files, tmp_path, capsys):
 
 def test_edit_cli_scale_and_raw_decode(files, tmp_path, capsys):
     models = ["--vae", str(files["vae"]), "--generator", str(files["generator"])]
-    cli_main(["edit", "--image", str(files["image"]), "--region", "0,0", "--steps", "1", "--scale", "3",
-              "--no-paste-back", "--device", "cpu", "--out", str(tmp_path / "pair.png"), *models])  # fmt: skip
+    cli_main(
+        [
+            "edit",
+            "--image",
+            str(files["image"]),
+            "--region",
+            "0,0",
+            "--steps",
+            "1",
+            "--scale",
+            "3",
+            "--no-paste-back",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "pair.png"),
+            *models,
+        ]
+    )
     assert "unconditional, the raw decode" in capsys.readouterr().out
     pair = np.asarray(Image.open(tmp_path / "pair.png"))
     assert pair.shape == (192, 2 * 192 + 6, 3)
@@ -274,8 +335,23 @@ def test_sample_cli_labels_rows_and_writes_one_image_bare(files, tmp_path, capsy
 
 def test_sample_with_only_a_generator_pairs_it_with_the_embedded_vae(files, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    cli_main(["sample", "--generator", str(files["generator"]), "--class", "3", "--n", "2", "--steps", "2",
-              "--device", "cpu", "--out", str(out)])  # fmt: skip
+    cli_main(
+        [
+            "sample",
+            "--generator",
+            str(files["generator"]),
+            "--class",
+            "3",
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert "2 images, class star" in capsys.readouterr().out and out.is_file()
 
 
@@ -287,8 +363,10 @@ BAD_COMMAND_LINES = {  # {image}, {gen8}, {vae}, {root}: the `files` fixture's
     "out format": (["sample", "--out", "{root}/x.xyz"], "unknown image format '.xyz'"),
     "missing generator": (["sample", "--generator", "missing.safetensors"], "argument --generator: no such file"),
     "generator is a vae": (["sample", "--generator", "{vae}"], "holds a 'vae' model, expected 'generator'"),
-    "generator needs another vae": (["sample", "--generator", "{gen8}"], "argument --generator: it needs a VAE "
-                                    "with 8 latent channels and stride 8, the embedded VAE has 16"),
+    "generator needs another vae": (
+        ["sample", "--generator", "{gen8}"],
+        "argument --generator: it needs a VAE with 8 latent channels and stride 8, the embedded VAE has 16",
+    ),
     "bad device": (["sample", "--device", "foo"], "argument --device: 'foo' is not a usable device"),
     "unknown class": (["sample", "--class", "blob"], "argument --class: unknown class 'blob'; valid: circle"),
     "class and per-class": (["sample", "--class", "3", "--per-class", "2"], "not allowed with"),
@@ -302,7 +380,7 @@ BAD_COMMAND_LINES = {  # {image}, {gen8}, {vae}, {root}: the `files` fixture's
     "region off the grid": (["edit", "--image", "{image}", "--region", "2:9,0:3"], "rows 2:9 reach past the 8×8"),
     "edit unknown class": ([*EDIT, "--class", "12"], "argument --class: unknown class '12'"),
     "edit steps past the region": ([*EDIT, "--steps", "17"], "argument --steps: must be <= 16"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_COMMAND_LINES))
@@ -317,8 +395,12 @@ def test_bad_command_lines_exit_2_with_one_line(files, case, capsys):
 
 
 def test_python_dash_m_answers_bad_input_with_one_line(files):
-    result = subprocess.run([sys.executable, "-m", "tokenbridge", "edit", "--image", str(files["image"]),
-                             "--region", "0:3,9"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenbridge", "edit", "--image", str(files["image"]), "--region", "0:3,9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "python -m tokenbridge edit: error: argument --region: columns 9:10 reach past the 8×8 token grid "

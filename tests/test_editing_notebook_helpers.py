@@ -134,8 +134,14 @@ def test_plot_edits_rejects_bad_input():
 
 
 def test_plot_curves_draws_a_dashed_baseline_per_named_series():
-    fig = viz.plot_curves([0, 50, 100], {"a": [0.1, 0.2, 0.3], "b": [0.3, 0.2, 0.1]}, "x", "y",
-                          baselines={"a": 0.15}, baseline_label="chance")  # fmt: skip
+    fig = viz.plot_curves(
+        [0, 50, 100],
+        {"a": [0.1, 0.2, 0.3], "b": [0.3, 0.2, 0.1]},
+        "x",
+        "y",
+        baselines={"a": 0.15},
+        baseline_label="chance",
+    )
     ax = fig.axes[0]
     dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 2  # the baseline of "a" and its legend entry

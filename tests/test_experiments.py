@@ -11,11 +11,11 @@ import torch
 
 from tokenbridge import checkpoints, experiments
 from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
-from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.evaluation import sample_fingerprints
 from tokenbridge.experiments import ABLATION_BUDGET, COMPARISONS, VARIANTS, train_command
 from tokenbridge.generator import PRESETS, tokenbridge_tiny
 from tokenbridge.pipeline import Pipeline
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.vae import small
 
 EXPECTED_CHANGES = {  # variant -> the config fields (and channel order) that differ from the baseline
@@ -60,17 +60,33 @@ def test_compare_judges_against_the_reseed_noise(variant_fd, verdict):
     with pytest.raises(KeyError, match="confidence"):
         experiments.compare(rows, "head capacity: 128x2 vs 256x3", "confidence")
     # the yardstick is the larger of the orders' reseed changes: a lucky small one does not count
-    rows += [_fake_row("baseline", 3.0, order="confidence"), _fake_row("baseline", 3.001, seed=100, order="confidence"),
-             _fake_row("big_head", 2.5, order="confidence")]
+    rows += [
+        _fake_row("baseline", 3.0, order="confidence"),
+        _fake_row("baseline", 3.001, seed=100, order="confidence"),
+        _fake_row("big_head", 2.5, order="confidence"),
+    ]
     assert experiments.compare(rows, "head capacity: 128x2 vs 256x3", "confidence")["noise"] == pytest.approx(0.05)
 
 
 def test_compare_heldout_ce_and_accuracy_directions():
     def row(variant, ce, accuracy, levels=64, seed=0):
-        return {"variant": variant, "seed": seed, "samples": 100, "sampler": {"order": "random"}, "quant_levels": levels,
-                "heldout_ce": ce, "heldout_ce_reseeded": ce + 0.001, "class_accuracy": accuracy}
-    rows = [row("baseline", 2.0, 0.5), row("baseline", 2.0, 0.52, seed=100), row("parallel_head", 2.3, 0.7),
-            row("levels_16", 1.2, 0.3, levels=16)]
+        return {
+            "variant": variant,
+            "seed": seed,
+            "samples": 100,
+            "sampler": {"order": "random"},
+            "quant_levels": levels,
+            "heldout_ce": ce,
+            "heldout_ce_reseeded": ce + 0.001,
+            "class_accuracy": accuracy,
+        }
+
+    rows = [
+        row("baseline", 2.0, 0.5),
+        row("baseline", 2.0, 0.52, seed=100),
+        row("parallel_head", 2.3, 0.7),
+        row("levels_16", 1.2, 0.3, levels=16),
+    ]
     head = "channel head: autoregressive vs parallel"
     ce = experiments.compare(rows, head, "random", "heldout_ce")
     assert ce["verdict"] == "reproduces" and ce["noise"] == pytest.approx(0.001)  # parallel head: higher CE
@@ -138,20 +154,46 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
     checkpoints.save_model(classifier, tmp_path / "cls.safetensors", "classifier", classifier.config.to_dict())
     assets = tmp_path / "assets"
     for name, generator in generators.items():
-        checkpoints.save_model(generator, assets / f"{name}.safetensors", "generator", generator.config.to_dict(),
-                               extra={"classes": list(CLASS_NAMES)})  # fmt: skip
+        checkpoints.save_model(
+            generator,
+            assets / f"{name}.safetensors",
+            "generator",
+            generator.config.to_dict(),
+            extra={"classes": list(CLASS_NAMES)},
+        )
     out = tmp_path / "ablations.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FD from 10 samples warns, rightly
-        experiments.main(["evaluate", "--assets", str(assets), "--vae", str(tmp_path / "vae.safetensors"),
-                          "--classifier", str(tmp_path / "cls.safetensors"), "--n", "10", "--out", str(out)])  # fmt: skip
+        experiments.main(
+            [
+                "evaluate",
+                "--assets",
+                str(assets),
+                "--vae",
+                str(tmp_path / "vae.safetensors"),
+                "--classifier",
+                str(tmp_path / "cls.safetensors"),
+                "--n",
+                "10",
+                "--out",
+                str(out),
+            ]
+        )
     result = json.loads(out.read_text())
     rows = [(r["variant"], r["seed"], r["sampler"]["order"]) for r in result["rows"]]
-    assert rows == [("baseline", 0, "random"), ("baseline", 10, "random"), ("baseline", 0, "confidence"),
-                    ("baseline", 10, "confidence"), ("parallel_head", 0, "random"), ("parallel_head", 0, "confidence")]
+    assert rows == [
+        ("baseline", 0, "random"),
+        ("baseline", 10, "random"),
+        ("baseline", 0, "confidence"),
+        ("baseline", 10, "confidence"),
+        ("parallel_head", 0, "random"),
+        ("parallel_head", 0, "confidence"),
+    ]
     assert result["command"].startswith("python -m tokenbridge.experiments evaluate")
     row = result["rows"][4]
-    assert {"class_accuracy", "fd_shapes", "precision", "recall", "heldout_ce"} <= set(row) and len(row["fingerprints"]) == 8
+    assert {"class_accuracy", "fd_shapes", "precision", "recall", "heldout_ce"} <= set(row) and len(
+        row["fingerprints"]
+    ) == 8
     assert row["heldout_ce"] != row["heldout_ce_reseeded"] and row["quant_levels"] == 64
     pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
     # stored values (CPU, seed 0 models, SAMPLER_DEFAULTS but the order): the exported row, and the same again
@@ -159,8 +201,9 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
     sums = [32558, 32797, 32012, 31730, 31495, 31880, 31951, 32608]  # distinct samples, not one repeated image
     expected = [{"label": i, "predicted": 7, "token_sum": t} for i, t in enumerate(sums)]
     assert row["fingerprints"] == expected
-    again = sample_fingerprints(pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"),
-                                8, seed=0, order="random")  # fmt: skip
+    again = sample_fingerprints(
+        pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"), 8, seed=0, order="random"
+    )
     assert again == expected
     (tmp_path / "none").mkdir()
     with pytest.raises(SystemExit) as refused:

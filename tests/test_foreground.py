@@ -7,9 +7,19 @@ import pytest
 import torch
 
 from tokenbridge import evaluate
+from tokenbridge.foreground import (
+    border_ring,
+    committed_share,
+    estimate_foreground,
+    fit_background,
+    mask_iou,
+    otsu_threshold,
+    proxy_measures,
+    quadratic_basis,
+    region_means,
+    token_coverage,
+)
 from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
-from tokenbridge.foreground import (border_ring, committed_share, estimate_foreground, fit_background, mask_iou,
-                                    otsu_threshold, proxy_measures, quadratic_basis, region_means, token_coverage)
 
 SIZE = 64
 
@@ -127,12 +137,36 @@ def test_bad_images_are_named():
 
 def test_foreground_cli_writes_seeded_per_sample_values(tmp_path, tiny_pipeline, tiny_pipeline_files):
     out = tmp_path / "proxy.json"
-    evaluate.main(["foreground", "--n", "4", "--batch-size", "2", "--steps", "3", "--gumbel", "0", "2", "--bootstrap",
-                   "50", "--vae", str(tiny_pipeline_files["vae"]), "--generator", str(tiny_pipeline_files["generator"]),
-                   "--out", str(out)])  # fmt: skip
+    evaluate.main(
+        [
+            "foreground",
+            "--n",
+            "4",
+            "--batch-size",
+            "2",
+            "--steps",
+            "3",
+            "--gumbel",
+            "0",
+            "2",
+            "--bootstrap",
+            "50",
+            "--vae",
+            str(tiny_pipeline_files["vae"]),
+            "--generator",
+            str(tiny_pipeline_files["generator"]),
+            "--out",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
-    assert [r["name"] for r in result["rows"]] == ["real", "VAE reconstruction", "random", "confidence",
-                                                   "confidence, gumbel 2"]  # fmt: skip
+    assert [r["name"] for r in result["rows"]] == [
+        "real",
+        "VAE reconstruction",
+        "random",
+        "confidence",
+        "confidence, gumbel 2",
+    ]
     assert result["command"].startswith("python -m tokenbridge.evaluate foreground")
     assert set(result["differences_vs_random"]) == {"confidence", "confidence, gumbel 2"}
     assert len(result["step_foreground_share"]["random"]["mean"]) == 3

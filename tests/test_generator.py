@@ -70,9 +70,22 @@ def test_official_state_dict_loads_strictly_and_rejects_a_missing_key():
 
 
 def test_official_keyword_constructor_and_buffers():
-    model = TokenBridge(img_size=32, vae_stride=8, encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=2,
-                        decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, channel_embed_dim=16,
-                        channel_depth=1, channel_heads=2, quant_levels=64, vae_embed_dim=4, buffer_size=2)
+    model = TokenBridge(
+        img_size=32,
+        vae_stride=8,
+        encoder_embed_dim=16,
+        encoder_depth=1,
+        encoder_num_heads=2,
+        decoder_embed_dim=16,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        channel_embed_dim=16,
+        channel_depth=1,
+        channel_heads=2,
+        quant_levels=64,
+        vae_embed_dim=4,
+        buffer_size=2,
+    )
     q = GaussianQuantizer(64, 5.0, 3.0)
     assert model.config.quant_levels == 64 and model.config.norm_eps == 1e-5
     assert torch.equal(model.reconstruction_values, q.values)
@@ -159,7 +172,9 @@ def test_backbone_ignores_masked_inputs_and_maps_class_num_to_fake_latent():
     x_known_changed[:, 12] += 1.0
     assert not torch.allclose(model.forward_backbone(x_known_changed, labels, mask), z)
     with torch.no_grad():
-        model.fake_latent.add_(torch.randn(model.fake_latent.shape, generator=g))  # a constant would vanish in z_proj_ln
+        model.fake_latent.add_(
+            torch.randn(model.fake_latent.shape, generator=g)
+        )  # a constant would vanish in z_proj_ln
     z2 = model.forward_backbone(x, labels, mask)
     assert torch.equal(z2[0], z[0]) and not torch.allclose(z2[1], z[1])
 
@@ -261,8 +276,9 @@ def test_head_positions_estimates_the_same_loss():
     full = model(indices, labels, torch.Generator().manual_seed(2))
     subset = model(indices, labels, torch.Generator().manual_seed(2), head_positions=4)
     assert not torch.equal(subset, full)  # fewer positions: a different estimate
-    draws = torch.stack([model(indices, labels, torch.Generator().manual_seed(s), head_positions=4)
-                         for s in range(200)])  # fmt: skip
+    draws = torch.stack(
+        [model(indices, labels, torch.Generator().manual_seed(s), head_positions=4) for s in range(200)]
+    )
     fulls = torch.stack([model(indices, labels, torch.Generator().manual_seed(s)) for s in range(200)])
     assert abs(draws.mean() - fulls.mean()) < 3 * draws.std() / 200**0.5 + 1e-3
 
@@ -324,8 +340,14 @@ def test_training_targets_follow_the_channel_order():
     indices[..., list(channel_order)] = torch.arange(6)  # VAE channel order[j] holds value j
     loss = model(indices, torch.tensor([0, 1]), torch.Generator().manual_seed(0))
     assert loss < 1e-6
-    assert model(indices[..., torch.randperm(6, generator=torch.Generator().manual_seed(1))],
-                 torch.tensor([0, 1]), torch.Generator().manual_seed(0)) > 1.0
+    assert (
+        model(
+            indices[..., torch.randperm(6, generator=torch.Generator().manual_seed(1))],
+            torch.tensor([0, 1]),
+            torch.Generator().manual_seed(0),
+        )
+        > 1.0
+    )
 
 
 def test_label_drop_uses_the_unconditional_embedding_in_training_only():
@@ -478,8 +500,10 @@ def test_class_input_adds_the_projected_class_embedding_to_every_decoder_token()
     otherwise the label changes the features of every position even with no buffer attention."""
     plain = randomized(small_tiny())
     direct = small_tiny(class_input="buffer+decoder").eval()
-    assert sorted(set(direct.state_dict()) - set(plain.state_dict())) == ["decoder_class_proj.bias",
-                                                                          "decoder_class_proj.weight"]
+    assert sorted(set(direct.state_dict()) - set(plain.state_dict())) == [
+        "decoder_class_proj.bias",
+        "decoder_class_proj.weight",
+    ]
     direct.load_state_dict({**direct.state_dict(), **plain.state_dict()})
     x = torch.randn(2, 16, 6, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(2, 16, dtype=torch.bool)

@@ -17,8 +17,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 @pytest.mark.slow
 def test_quick_run_writes_every_part(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, "benchmarks/gpu.py", "--quick", "--out", str(out)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu.py", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     parts = report["parts"]
@@ -34,8 +40,14 @@ def test_quick_run_writes_every_part(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is absent")
 def test_full_run_without_cuda_says_so(tmp_path):
-    done = subprocess.run([sys.executable, "benchmarks/gpu.py", "--out", str(tmp_path / "gpu.json")], cwd=ROOT,
-                          env=ENV, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu.py", "--out", str(tmp_path / "gpu.json")],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and "no CUDA device" in done.stderr
     assert not (tmp_path / "gpu.json").exists()
 
@@ -45,10 +57,17 @@ def test_embedded_session_rehearsal_brings_back_every_file(tmp_path):
     """benchmarks/gpu_embedded.sh with GPU_QUICK=1: VAE, latent cache, generator with snapshots and
     its learning curve run on the CPU at tiny sizes, and every file the GPU run must return is in $OUT."""
     out = tmp_path / "out"
-    env = {**ENV, "GPU_QUICK": "1", "GPU_SECONDS": "300", "PYTHONPATH": str(ROOT), "OUT": str(out),
-           "WORK": str(tmp_path / "work")}
-    done = subprocess.run(["bash", "benchmarks/gpu_embedded.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    env = {
+        **ENV,
+        "GPU_QUICK": "1",
+        "GPU_SECONDS": "300",
+        "PYTHONPATH": str(ROOT),
+        "OUT": str(out),
+        "WORK": str(tmp_path / "work"),
+    }
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_embedded.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0 and "FAILED" not in done.stdout, done.stdout + done.stderr[-2000:]
     assert {p.name for p in out.iterdir()} >= {"vae_grid16.safetensors", "vae_grid16.json", "absolute", "equivariant"}
     for recipe in ("absolute", "equivariant"):
@@ -56,5 +75,7 @@ def test_embedded_session_rehearsal_brings_back_every_file(tmp_path):
         assert names >= {"generator_grid16.safetensors", "learning_curve.json", "learning_curve.png", "metrics.csv"}
         curve = json.loads((out / recipe / "learning_curve.json").read_text())
         assert len(curve["entries"]) == 8 and curve["entries"][-1]["samples_seen"] > curve["entries"][0]["samples_seen"]
-        assert f"--absolute-position {'none' if recipe == 'equivariant' else 'learned'}" in curve["entries"][0]["command"]
+        assert (
+            f"--absolute-position {'none' if recipe == 'equivariant' else 'learned'}" in curve["entries"][0]["command"]
+        )
     assert json.loads((out / "vae_grid16.json").read_text())["command"].count("--stride 4 --latent-channels 4") == 1

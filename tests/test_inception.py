@@ -105,8 +105,9 @@ def test_fid_pooling_variants(seeded):
     assert torch.allclose(tf_average[..., 0, 0], x[..., :2, :2].mean(dim=(-1, -2)))  # corner: 4 real values
     for build in (lambda: InceptionA(8, pool_features=4), lambda: InceptionC(8, channels_7x7=4), lambda: InceptionE(8)):
         assert torch.equal(branch_pool_input(seeded(build), x), tf_average)
-    assert torch.equal(branch_pool_input(seeded(lambda: InceptionE(8, pool="max")), x),
-                       F.max_pool2d(x, 3, stride=1, padding=1))  # fmt: skip
+    assert torch.equal(
+        branch_pool_input(seeded(lambda: InceptionE(8, pool="max")), x), F.max_pool2d(x, 3, stride=1, padding=1)
+    )
     with pytest.raises(ValueError, match="pool must be"):
         InceptionE(8, pool="median")
 

@@ -40,10 +40,27 @@ def random_latents(tmp_path):
 
 
 def test_smoke_run_reports_every_measure(tmp_path, random_latents):
-    result = learnability.run(["--preset", "tokenbridge_tiny", "--batch-size", "4", "--dropout", "0",
-                               "--position-bias", "relative", "--precision", "bf16"], 3, str(random_latents),
-                              "assets/vae_small.safetensors", "assets/classifier.safetensors", heldout=6, samples=0,
-                              out_dir=str(tmp_path / "run"))  # fmt: skip
+    result = learnability.run(
+        [
+            "--preset",
+            "tokenbridge_tiny",
+            "--batch-size",
+            "4",
+            "--dropout",
+            "0",
+            "--position-bias",
+            "relative",
+            "--precision",
+            "bf16",
+        ],
+        3,
+        str(random_latents),
+        "assets/vae_small.safetensors",
+        "assets/classifier.safetensors",
+        heldout=6,
+        samples=0,
+        out_dir=str(tmp_path / "run"),
+    )
     assert list(result["ce_by_known"]) == list(learnability.KNOWN_COUNTS)
     # an untrained 64-level model is near uniform: CE close to log(64) nats everywhere
     for row in result["ce_by_known"].values():
@@ -63,8 +80,13 @@ def test_smoke_run_reports_every_measure(tmp_path, random_latents):
 
 def test_measure_reports_a_trained_model_like_a_recipe_run(tiny_pipeline_files):
     """``--model``: the same measures for an existing generator file, titled by its path."""
-    result = learnability.measure(tiny_pipeline_files["generator"], tiny_pipeline_files["vae"],
-                                  "assets/classifier.safetensors", heldout=6, samples=0)  # fmt: skip
+    result = learnability.measure(
+        tiny_pipeline_files["generator"],
+        tiny_pipeline_files["vae"],
+        "assets/classifier.safetensors",
+        heldout=6,
+        samples=0,
+    )
     assert list(result["ce_by_known"]) == list(learnability.KNOWN_COUNTS) and "class_use" in result
     assert learnability.format_report(result).startswith(f"shapes task, model {tiny_pipeline_files['generator']}")
 

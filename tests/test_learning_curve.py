@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tokenbridge.data import cache_latents
-from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.learnability import masked_cross_entropy, random_mask
 from tokenbridge.learning_curve import KNOWN_FRACTION, MASKS_PER_IMAGE, generative_accuracy, main, update_curve
+from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.train import parse_run
 from tokenbridge.training_loop import train
 from tokenbridge.training_tasks import generator_task
@@ -25,8 +25,13 @@ def test_generative_accuracy_is_the_argmin_of_per_image_cross_entropy(tiny_pipel
     masks = [random_mask(6, model.config.seq_len, known, rng) for _ in range(MASKS_PER_IMAGE)]
     predicted = []
     for i in range(6):
-        ce = [sum(float(masked_cross_entropy(model, indices[i : i + 1], torch.tensor([k]), m[i : i + 1]).sum())
-                  for m in masks) for k in range(10)]  # fmt: skip
+        ce = [
+            sum(
+                float(masked_cross_entropy(model, indices[i : i + 1], torch.tensor([k]), m[i : i + 1]).sum())
+                for m in masks
+            )
+            for k in range(10)
+        ]
         predicted.append(min(range(10), key=ce.__getitem__))
     expected = sum(p == int(t) for p, t in zip(predicted, labels)) / 6
     assert generative_accuracy(model, indices, labels, seed=0) == pytest.approx(expected, abs=1e-4)
@@ -38,8 +43,23 @@ def snapshot_run(tmp_path):
     images = torch.utils.data.TensorDataset(torch.zeros(20, 3, 64, 64), torch.arange(20) % 10)
     images.classes = list(CLASS_NAMES)
     latents = cache_latents(lambda x: torch.randn(len(x), 16, 8, 8), images, tmp_path / "latents.safetensors")
-    run = parse_run(["generator", "--out", str(tmp_path / "run"), "--preset", "tokenbridge_tiny", "--latents",
-                     str(latents), "--batch-size", "4", "--steps", "4", "--snapshot-every", "2"])
+    run = parse_run(
+        [
+            "generator",
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "tokenbridge_tiny",
+            "--latents",
+            str(latents),
+            "--batch-size",
+            "4",
+            "--steps",
+            "4",
+            "--snapshot-every",
+            "2",
+        ]
+    )
     train(generator_task(run.recipe), run.settings, run.out, progress=False)
     return tmp_path / "run"
 
@@ -52,15 +72,17 @@ def test_update_curve_measures_each_snapshot_once(snapshot_run, tiny_pipeline_fi
     classifier = build_classifier(ClassifierConfig(num_classes=10, image_size=64))
     classifier_path = save_model(classifier, tmp_path / "c.safetensors", "classifier", classifier.config.to_dict())
     out = tmp_path / "curve.json"
-    curve = update_curve(snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0,
-                         heldout=10, device="cpu")  # fmt: skip
+    curve = update_curve(
+        snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0, heldout=10, device="cpu"
+    )
     entries = curve["entries"]
     assert [e["step"] for e in entries] == [2, 4] and [e["samples_seen"] for e in entries] == [8, 16]
     assert set(entries[0]) >= {"cfg_1", "cfg_2", "generative_accuracy", "train_seconds", "command"}
     assert 0 <= entries[0]["cfg_2"]["class_accuracy"] <= 1 and 0 <= entries[1]["generative_accuracy"] <= 1
     assert json.loads(out.read_text()) == curve
-    again = update_curve(snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0,
-                         heldout=10, device="cpu")  # fmt: skip
+    again = update_curve(
+        snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0, heldout=10, device="cpu"
+    )
     assert again["entries"] == entries  # nothing re-measured (eval_seconds would differ)
     with pytest.raises(ValueError, match="choose another --out"):
         update_curve(snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=20, device="cpu")

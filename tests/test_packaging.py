@@ -59,7 +59,7 @@ def test_readme_offers_the_cpu_build_first_and_ci_runs_the_notebooks_on_one_thre
     before_the_commands = readme.split("```bash\n", 1)[0]
     assert "`pip install torch --index-url https://download.pytorch.org/whl/cpu`" in before_the_commands
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "OMP_NUM_THREADS=1 pytest --nbval" in ci.split("eval \"$test_command\"", 1)[1], "after the README's run"
+    assert "OMP_NUM_THREADS=1 pytest --nbval" in ci.split('eval "$test_command"', 1)[1], "after the README's run"
 
 
 def test_ci_checks_the_formatting_and_the_linter_configured_in_pyproject():

@@ -8,12 +8,11 @@ from PIL import Image
 
 from tokenbridge import pipeline as pipeline_module
 from tokenbridge.__main__ import main as cli_main
-from tokenbridge.classifier import ShapesClassifier, ClassifierConfig
-from tokenbridge.shapes import CLASS_NAMES
+from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
 from tokenbridge.evaluation import QuantSetting, generation_metrics, reconstruction_table, settings_grid, shapes_images
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
-
+from tokenbridge.shapes import CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +75,19 @@ def test_load_from_files_matches_in_memory(tmp_path, pipe, tiny_pipeline_files, 
     assert loaded.classes == list(CLASS_NAMES)
     assert torch.equal(loaded.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3))
     # an official-format (MAR) checkpoint of the same weights loads through the same call
-    torch.save({"model": generator.state_dict(), "model_ema": generator.state_dict(), "epoch": 1,
-                "args": argparse.Namespace(model="tiny")}, tmp_path / "checkpoint-last.pth")  # fmt: skip
+    torch.save(
+        {
+            "model": generator.state_dict(),
+            "model_ema": generator.state_dict(),
+            "epoch": 1,
+            "args": argparse.Namespace(model="tiny"),
+        },
+        tmp_path / "checkpoint-last.pth",
+    )
     official = Pipeline.load(vae=vae_file, generator=tmp_path / "checkpoint-last.pth", device="cpu")
-    assert torch.equal(official.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3))
+    assert torch.equal(
+        official.generate_tokens([3], seed=1, num_steps=3), pipe.generate_tokens([3], seed=1, num_steps=3)
+    )
     # the embedded default names its missing files instead of failing somewhere deeper
     monkeypatch.setitem(pipeline_module.EMBEDDED, "vae", vae_file)
     monkeypatch.setitem(pipeline_module.EMBEDDED, "generator", tmp_path / "missing.safetensors")
@@ -90,8 +98,24 @@ def test_load_from_files_matches_in_memory(tmp_path, pipe, tiny_pipeline_files, 
 def test_sample_cli_writes_a_grid(tmp_path, tiny_pipeline_files, capsys):
     models = ["--vae", str(tiny_pipeline_files["vae"]), "--generator", str(tiny_pipeline_files["generator"])]
     out = tmp_path / "grid.png"
-    cli_main(["sample", "--class-name", "star", "--n", "3", "--columns", "2", "--steps", "2", "--device", "cpu",
-              *models, "--out", str(out)])  # fmt: skip
+    cli_main(
+        [
+            "sample",
+            "--class-name",
+            "star",
+            "--n",
+            "3",
+            "--columns",
+            "2",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            *models,
+            "--out",
+            str(out),
+        ]
+    )
     width, height = Image.open(out).size
     assert height == 2 * 66 + 2 and width > 2 * 66 + 2 + 20  # two rows of tiles, their class names on the left
     cli_main(["sample", "--per-class", "2", "--steps", "2", "--device", "cpu", *models, "--out", str(out)])

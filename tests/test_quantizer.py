@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats
 
 from tokenbridge.quantizer import GaussianQuantizer
@@ -107,13 +108,12 @@ def test_values_are_conditional_means(levels):
     assert torch.allclose(q.values.double(), exact, atol=1e-5, rtol=0)
 
 
-
 @given(LEVELS, STD_RANGES)
 def test_inner_bins_are_equiprobable(levels, std_range):
     q = GaussianQuantizer(levels, std_range=std_range)
     cdf = torch.special.ndtr(q.boundaries.double())
     inner = cdf[2:-1] - cdf[1:-2]  # bins whose both edges are unclamped
-    unclamped = (q.boundaries[1:-1].abs() < std_range)
+    unclamped = q.boundaries[1:-1].abs() < std_range
     inner = inner[unclamped[:-1] & unclamped[1:]] if len(inner) else inner
     assert torch.allclose(inner, torch.full_like(inner, 1 / levels), atol=2e-6)
     assert q.boundaries[0] == -std_range and q.boundaries[-1] == std_range

@@ -95,8 +95,11 @@ def test_confidence_order_commits_the_highest_scores(model, gumbel):
 
 def test_gumbel_noise_changes_the_choice_but_not_the_candidates(model):
     def first(gumbel):
-        return next(sample_steps(model, LABELS, rng=seeded_rng(0), num_steps=4, order="confidence",
-                                 gumbel=gumbel, record_probs=True))
+        return next(
+            sample_steps(
+                model, LABELS, rng=seeded_rng(0), num_steps=4, order="confidence", gumbel=gumbel, record_probs=True
+            )
+        )
 
     plain, noisy = first(0.0), first(5.0)
     assert not torch.equal(plain.committed, noisy.committed)
@@ -169,8 +172,9 @@ def test_unconditional_and_parallel_head_sample(model):
 def test_a_settings_object_and_keywords_are_the_same_run(model):
     settings = SamplerSettings(num_steps=4, cfg=3.0, order="confidence", gumbel=2.0)
     keywords = dict(num_steps=4, cfg=3.0, order="confidence", gumbel=2.0)
-    assert torch.equal(generate(model, LABELS, settings, rng=seeded_rng(0)),
-                       generate(model, LABELS, rng=seeded_rng(0), **keywords))
+    assert torch.equal(
+        generate(model, LABELS, settings, rng=seeded_rng(0)), generate(model, LABELS, rng=seeded_rng(0), **keywords)
+    )
     changed = generate(model, LABELS, settings, rng=seeded_rng(0), order="random")  # keywords change the object
     assert torch.equal(changed, generate(model, LABELS, rng=seeded_rng(0), **{**keywords, "order": "random"}))
 
@@ -250,8 +254,18 @@ def test_sampled_tokens_are_stored_in_vae_channel_order():
 @pytest.mark.parametrize("cfg_mode", ["feature", "logit"])
 def test_guided_distributions_match_the_teacher_forced_forward(model, cfg_mode):
     w = 3.0
-    step = next(sample_steps(model, LABELS, rng=seeded_rng(2), num_steps=4, cfg=w, cfg_schedule="constant",
-                             cfg_mode=cfg_mode, record_probs=True))
+    step = next(
+        sample_steps(
+            model,
+            LABELS,
+            rng=seeded_rng(2),
+            num_steps=4,
+            cfg=w,
+            cfg_schedule="constant",
+            cfg_mode=cfg_mode,
+            record_probs=True,
+        )
+    )
     channel_order = list(model.config.generation_order)
     everything = torch.ones(4, 16, dtype=torch.bool)  # step 0: nothing known yet
     x = torch.zeros(4, 16, 6)

@@ -25,8 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(task, out, *extra):
-    return parse_run([task, "--out", str(out), "--image-size", "32", "--steps", "4", "--batch-size", "2",
-                       "--warmup-steps", "2", "--checkpoint-every", "0", "--no-progress", *extra])  # fmt: skip
+    return parse_run(
+        [
+            task,
+            "--out",
+            str(out),
+            "--image-size",
+            "32",
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "2",
+            "--checkpoint-every",
+            "0",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def vae_args(out, *extra):
@@ -126,13 +143,27 @@ def tiny_latents(tmp_path):
     images = torch.utils.data.TensorDataset(torch.zeros(8, 3, 64, 64), torch.arange(8) % 2)
     images.classes = ["a", "b"]
     rng = torch.Generator().manual_seed(0)
-    return cache_latents(lambda x: torch.randn(len(x), 16, 8, 8, generator=rng), images,
-                         tmp_path / "latents.safetensors")  # fmt: skip
+    return cache_latents(
+        lambda x: torch.randn(len(x), 16, 8, 8, generator=rng), images, tmp_path / "latents.safetensors"
+    )
 
 
 def generator_args(out, latents, *extra):
-    return parse_run(["generator", "--out", str(out), "--preset", "tokenbridge_tiny", "--latents", str(latents),
-                       "--batch-size", "4", "--no-progress", *extra])  # fmt: skip
+    return parse_run(
+        [
+            "generator",
+            "--out",
+            str(out),
+            "--preset",
+            "tokenbridge_tiny",
+            "--latents",
+            str(latents),
+            "--batch-size",
+            "4",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_generator_task_dropout_override(tmp_path, tiny_latents):
@@ -216,8 +247,18 @@ def test_resume_refuses_another_task(tmp_path):
 
 
 def test_main_requires_resume_for_existing_state(tmp_path, capsys):
-    argv = ["vae", "--preset", "tiny", "--image-size", "32", "--batch-size", "2", "--out", str(tmp_path),
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "vae",
+        "--preset",
+        "tiny",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     train_module.main([*argv, "--steps", "1"])
     assert read_torch_checkpoint(tmp_path / "state.pt")["step"] == 1
     with pytest.raises(SystemExit) as refused:
@@ -236,8 +277,22 @@ def test_main_requires_resume_for_existing_state(tmp_path, capsys):
 def test_metrics_csv_is_written_continued_on_resume_and_plotted(tmp_path):
     import csv
 
-    argv = ["vae", "--preset", "tiny", "--image-size", "32", "--batch-size", "2", "--out", str(tmp_path),
-            "--log-every", "1", "--warmup-steps", "2", "--no-progress"]  # fmt: skip
+    argv = [
+        "vae",
+        "--preset",
+        "tiny",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--log-every",
+        "1",
+        "--warmup-steps",
+        "2",
+        "--no-progress",
+    ]
     train_module.main([*argv, "--steps", "2"])
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -263,8 +318,11 @@ def few_eval_images(monkeypatch):
     """Export measures thousands of images; a handful keeps the test fast (same code path)."""
     real_batches, real_heldout = training_tasks._image_batches, training_tasks.heldout_shapes
     monkeypatch.setattr(training_tasks, "heldout_shapes", lambda count, size: real_heldout(min(count, 8), size))
-    monkeypatch.setattr(training_tasks, "_image_batches",
-                        lambda dataset, count, batch_size=64: real_batches(dataset, min(count, len(dataset), 8), 4))
+    monkeypatch.setattr(
+        training_tasks,
+        "_image_batches",
+        lambda dataset, count, batch_size=64: real_batches(dataset, min(count, len(dataset), 8), 4),
+    )
 
 
 def test_vae_export_writes_weights_and_sidecar(tmp_path, few_eval_images):
@@ -323,12 +381,30 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     checks it with an all-reduce and reports it), and rank 0 wrote the state."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "tokenbridge.train", "vae", "--preset", "tiny", "--image-size", "32", "--steps", "2",
-           "--batch-size", "4", "--out", str(out), "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "tokenbridge.train",
+        "vae",
+        "--preset",
+        "tiny",
+        "--image-size",
+        "32",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("trained vae: "))
+    line = next(row for row in result.stdout.splitlines() if row.startswith("trained vae: "))
     info = json.loads(line.removeprefix("trained vae: "))
     assert info["world_size"] == 2 and info["replicas_identical"] is True and info["steps"] == 2
     assert result.stdout.count("trained vae: ") == 1  # only rank 0 reports
@@ -386,6 +462,7 @@ def test_generator_layout_follows_the_latents(tmp_path):
     """A cache of [4, 16, 16] latents of 64×64 images trains a 256-token, 4-channel generator
     from a preset made for 8×8×16."""
     from tokenbridge.data import cache_latents
+
     images = torch.utils.data.TensorDataset(torch.zeros(4, 3, 64, 64), torch.arange(4) % 2)
     images.classes = ["a", "b"]
     latents = cache_latents(lambda x: torch.randn(len(x), 4, 16, 16), images, tmp_path / "l.safetensors")
@@ -397,6 +474,7 @@ def test_snapshots_hold_the_ema_and_the_progress(tmp_path, tiny_latents):
     """``--snapshot-every 2`` over 4 steps writes the EMA after steps 2 and 4, each loadable, with
     step, samples seen and seconds; the last equals the returned EMA."""
     from tokenbridge.checkpoints import read_header
+
     args = generator_args(tmp_path / "run", tiny_latents, "--steps", "4", "--snapshot-every", "2")
     ema, _ = train(generator_task(args.recipe), args.settings, tmp_path / "run", progress=False)
     paths = sorted((tmp_path / "run" / "snapshots").iterdir())

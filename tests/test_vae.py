@@ -43,7 +43,11 @@ def test_kl16_config_matches_official_constructor():
     assert config.embed_dim == ref["embed_dim"] and config.ch_mult == tuple(ref["ch_mult"])
     enc, dec = ref["encoder"], ref["decoder"]
     assert (config.ch, config.num_res_blocks, config.resolution, config.z_channels) == (
-        enc["ch"], enc["num_res_blocks"], enc["resolution"], enc["z_channels"])  # fmt: skip
+        enc["ch"],
+        enc["num_res_blocks"],
+        enc["resolution"],
+        enc["z_channels"],
+    )
     assert config.encoder_attn_resolutions == tuple(enc["attn_resolutions"])
     assert config.decoder_attn_resolutions == tuple(dec["attn_resolutions"])
     assert config.scale_factor == ref["latent_scale"] == 0.2325
@@ -172,8 +176,12 @@ def test_downsample_pads_right_and_bottom_only():
 # ------------------------------------------------------------------ errors
 def test_bad_shapes_raise():
     model = vae.tiny()
-    for bad in (torch.zeros(1, 1, 32, 32), torch.zeros(3, 32, 32), torch.zeros(1, 3, 30, 32),
-                torch.zeros(1, 3, 32, 18)):  # fmt: skip
+    for bad in (
+        torch.zeros(1, 1, 32, 32),
+        torch.zeros(3, 32, 32),
+        torch.zeros(1, 3, 30, 32),
+        torch.zeros(1, 3, 32, 18),
+    ):
         with pytest.raises(ValueError, match="expected images|not divisible"):
             model.encode(bad)
     with pytest.raises(ValueError, match="not divisible by the VAE stride 4"):
@@ -196,7 +204,8 @@ def test_config_json_round_trip():
     rebuilt = vae.build_vae(data)
     assert rebuilt.config == config
     assert [tuple(t.shape) for t in rebuilt.state_dict().values()] == [
-        tuple(t.shape) for t in vae.tiny().state_dict().values()]  # fmt: skip
+        tuple(t.shape) for t in vae.tiny().state_dict().values()
+    ]
     assert vae.build_vae(config).config is config
 
 

@@ -82,8 +82,13 @@ def test_ratio_order_bars_follow_frequency_order(latents):
 
 
 def test_channel_bars():
-    fig = viz.plot_channel_bars({"a": [1.0, 2.0, 3.0], "b": torch.tensor([3.0, 2.0, 1.0])}, "bits",
-                                channels=[2, 0, 1], reference=6.0, ylim=(0.5, 3.5))  # fmt: skip
+    fig = viz.plot_channel_bars(
+        {"a": [1.0, 2.0, 3.0], "b": torch.tensor([3.0, 2.0, 1.0])},
+        "bits",
+        channels=[2, 0, 1],
+        reference=6.0,
+        ylim=(0.5, 3.5),
+    )
     assert _axes(fig) == 1
     assert fig.axes[0].get_ylim() == (0.5, 3.5)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["c2", "c0", "c1"]
@@ -109,8 +114,14 @@ def test_channel_histograms(latents):
 
 
 def test_vs_bits():
-    fig = viz.plot_vs_bits([4, 8, 16], {"a": [1.0, None, 3.0], "b": [1, 2, 3]}, "FD", baselines={"continuous": 0.5},
-                           logy=True, references={"paper": [None, 2.0, 1.0]})  # fmt: skip
+    fig = viz.plot_vs_bits(
+        [4, 8, 16],
+        {"a": [1.0, None, 3.0], "b": [1, 2, 3]},
+        "FD",
+        baselines={"continuous": 0.5},
+        logy=True,
+        references={"paper": [None, 2.0, 1.0]},
+    )
     assert _axes(fig) == 1
     assert len(fig.axes[0].lines) == 4
     with pytest.raises(ValueError, match="'paper'"):
@@ -136,10 +147,12 @@ def test_image_rows():
 
 
 def test_rows_by_setting():
-    rows = [{"levels": None, "assign": "nearest", "calibration": "fixed", "bins": "gaussian", "fd": 1.0},
-            {"levels": 64, "assign": "nearest", "calibration": "fixed", "bins": "gaussian", "fd": 1.1},
-            {"levels": 8, "assign": "nearest", "calibration": "fixed", "bins": "gaussian", "fd": 3.0},
-            {"levels": 8, "assign": "interval", "calibration": "fixed", "bins": "gaussian", "fd": 3.5}]  # fmt: skip
+    rows = [
+        {"levels": None, "assign": "nearest", "calibration": "fixed", "bins": "gaussian", "fd": 1.0},
+        {"levels": 64, "assign": "nearest", "calibration": "fixed", "bins": "gaussian", "fd": 1.1},
+        {"levels": 8, "assign": "nearest", "calibration": "fixed", "bins": "gaussian", "fd": 3.0},
+        {"levels": 8, "assign": "interval", "calibration": "fixed", "bins": "gaussian", "fd": 3.5},
+    ]
     levels, series, continuous = viz.rows_by_setting(rows, "fd")
     assert levels == [8, 64] and continuous == 1.0
     assert series == {"nearest, fixed, gaussian": [3.0, 1.1], "interval, fixed, gaussian": [3.5, None]}
@@ -156,8 +169,10 @@ def test_power_spectra_of_constant_maps_is_blank_not_an_error():
 
 
 def test_sampling_steps_masks_and_intervals(tiny_pipeline):
-    runs = {order: list(tiny_pipeline.steps([2], seed=0, preview=True, num_steps=4, order=order))
-            for order in ("random", "confidence")}
+    runs = {
+        order: list(tiny_pipeline.steps([2], seed=0, preview=True, num_steps=4, order=order))
+        for order in ("random", "confidence")
+    }
     outline = torch.zeros(64, 64, dtype=torch.bool)
     outline[20:40, 20:40] = True
     assert _axes(viz.plot_sampling_steps(runs, outlines={"random": outline})) == 2 * 3 * 4 + 2

@@ -57,8 +57,12 @@ def _add_model_flags(p: argparse.ArgumentParser, out: str, seed: str, what: str)
     p.add_argument("--device", type=cli.device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=cli.number(int, 0), default=0, help=seed)
     p.add_argument("--out", type=cli.output_image, default=out, help=f"image file to write: {what} (default: {out})")
-    p.add_argument("--scale", type=cli.number(int, 1, 16), default=1,
-                   help="enlarge the written images N times, nearest neighbour (default: 1)")  # fmt: skip
+    p.add_argument(
+        "--scale",
+        type=cli.number(int, 1, 16),
+        default=1,
+        help="enlarge the written images N times, nearest neighbour (default: 1)",
+    )
     defaults = SamplerSettings()
     for name in KNOBS:  # unset flags leave the sampler's settings to the pipeline
         cli.sampler_argument(p, name, dest=name, default=None, help=f"default: {getattr(defaults, name)}")
@@ -72,29 +76,51 @@ def build_parser() -> cli.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate a grid of images")
     which = s.add_mutually_exclusive_group()
-    which.add_argument("--class", "--class-name", dest="class_", help="class name or id, e.g. star or 3 "
-                       "(omit for unconditional)")  # fmt: skip
+    which.add_argument(
+        "--class", "--class-name", dest="class_", help="class name or id, e.g. star or 3 (omit for unconditional)"
+    )
     which.add_argument("--per-class", type=count, help="a grid with this many samples of every class, one row each")
     s.add_argument("--n", type=count, default=16, help="number of images")
     s.add_argument("--columns", type=count, default=8, help="images per grid row")
-    _add_model_flags(s, "samples.png", "image i uses seed + i", "a grid, each row labelled with its class (one "
-                     "image: that image alone, no border)")  # fmt: skip
+    _add_model_flags(
+        s,
+        "samples.png",
+        "image i uses seed + i",
+        "a grid, each row labelled with its class (one image: that image alone, no border)",
+    )
     s.set_defaults(run=_sample, parser=s)
 
     e = sub.add_parser("edit", help="re-sample a region of an image's tokens, keeping the rest")
-    e.add_argument("--image", type=cli.existing_file, required=True,
-                   help="image file (its centre square is resized to the model's image size)")
-    e.add_argument("--region", type=region_spans, required=True,
-                   help="ROWS,COLUMNS on the token grid to re-sample, half-open: 2:6,2:6 (or 3,0:8; 2:,: ...)")
+    e.add_argument(
+        "--image",
+        type=cli.existing_file,
+        required=True,
+        help="image file (its centre square is resized to the model's image size)",
+    )
+    e.add_argument(
+        "--region",
+        type=region_spans,
+        required=True,
+        help="ROWS,COLUMNS on the token grid to re-sample, half-open: 2:6,2:6 (or 3,0:8; 2:,: ...)",
+    )
     e.add_argument("--class", dest="class_", help="class name or id of the new content (omit: unconditional)")
-    e.add_argument("--feather", type=cli.number(float, 0), default=FEATHER,
-                   help=f"pixels over which the edit blends into the original outside the region; farther "
-                        f"pixels stay the input's exactly (default: {FEATHER}; 0: a hard edge)")  # fmt: skip
-    e.add_argument("--no-paste-back", dest="paste", action="store_false",
-                   help="write the raw decode instead: the decoder then changes pixels outside the region too")
+    e.add_argument(
+        "--feather",
+        type=cli.number(float, 0),
+        default=FEATHER,
+        help=f"pixels over which the edit blends into the original outside the region; farther "
+        f"pixels stay the input's exactly (default: {FEATHER}; 0: a hard edge)",
+    )
+    e.add_argument(
+        "--no-paste-back",
+        dest="paste",
+        action="store_false",
+        help="write the raw decode instead: the decoder then changes pixels outside the region too",
+    )
     e.add_argument("--out-after", type=cli.output_image, help="also write the edited image alone to this file")
-    _add_model_flags(e, "edited.png", "the sampler's seed (same seed, same edit)",
-                     "before | after side by side, the region outlined")  # fmt: skip
+    _add_model_flags(
+        e, "edited.png", "the sampler's seed (same seed, same edit)", "before | after side by side, the region outlined"
+    )
     e.set_defaults(run=_edit, parser=e)
     return parser
 
@@ -130,8 +156,10 @@ def _misfit(args: argparse.Namespace, generator_config, vae_config) -> str:
     if args.vae is None:
         return f"argument --generator: it needs {needs}, the embedded VAE has {has}: pass its VAE with --vae"
     if args.generator is None:
-        return (f"argument --vae: the embedded generator needs {needs}, this VAE has {has}: pass a generator "
-                f"trained on its latents with --generator")  # fmt: skip
+        return (
+            f"argument --vae: the embedded generator needs {needs}, this VAE has {has}: pass a generator "
+            f"trained on its latents with --generator"
+        )
     return f"argument --vae: the generator needs {needs}, this VAE has {has}"
 
 
@@ -186,8 +214,9 @@ def _sample(pipe, args: argparse.Namespace) -> str:
 
 def _edit(pipe, args: argparse.Namespace) -> str:
     labels = None if args.label is None else [args.label]
-    edited = pipe.edit(args.images, args.region_mask, labels, seed=args.seed, feather=args.feather,
-                       paste=args.paste, **_sampler(args))  # fmt: skip
+    edited = pipe.edit(
+        args.images, args.region_mask, labels, seed=args.seed, feather=args.feather, paste=args.paste, **_sampler(args)
+    )
     Image.fromarray(pictures.before_after(args.images[0], edited[0], args.region_mask, args.scale)).save(args.out)
     written = f"{args.out} (before | after)"
     if args.out_after is not None:
@@ -196,8 +225,10 @@ def _edit(pipe, args: argparse.Namespace) -> str:
     (r0, r1), (c0, c1) = [(a, b if b is not None else pipe.generator.config.grid_size) for a, b in args.region]
     what = "unconditional" if args.label is None else f"class {pipe.classes[args.label]}"
     pasted = f"pasted back with a {args.feather:g}-pixel feather" if args.paste else "the raw decode"
-    return (f"wrote {written}: rows {r0}:{r1}, columns {c0}:{c1}: {int(args.region_mask.sum())} of "
-            f"{args.region_mask.numel()} tokens re-sampled, {what}, {pasted}")  # fmt: skip
+    return (
+        f"wrote {written}: rows {r0}:{r1}, columns {c0}:{c1}: {int(args.region_mask.sum())} of "
+        f"{args.region_mask.numel()} tokens re-sampled, {what}, {pasted}"
+    )
 
 
 def _sampler(args: argparse.Namespace) -> dict:
@@ -211,8 +242,14 @@ def main(argv=None) -> None:
     models = models_from_headers(parser, args)
     if models is not None:
         check_values(parser, args, models)
-    pipe = cli.check(parser, "--vae/--generator", Pipeline.load, vae=args.vae or EMBEDDED["vae"],
-                     generator=args.generator or EMBEDDED["generator"], device=args.device)  # fmt: skip
+    pipe = cli.check(
+        parser,
+        "--vae/--generator",
+        Pipeline.load,
+        vae=args.vae or EMBEDDED["vae"],
+        generator=args.generator or EMBEDDED["generator"],
+        device=args.device,
+    )
     if models is None:
         check_values(parser, args, Models(pipe.classes, pipe.generator.config.grid_size, pipe.image_size))
     try:

@@ -70,11 +70,14 @@ def read_torch_checkpoint(path: str | os.PathLike, allowed_classes: tuple[type, 
         with torch.serialization.safe_globals(list(allowed_classes)):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{str(path)!r} was refused: it is not a plain weights file (its pickle asks "
-                              f"for objects beyond tensors and containers, which could run code): {e}") from None  # fmt: skip
+        raise CheckpointError(
+            f"{str(path)!r} was refused: it is not a plain weights file (its pickle asks "
+            f"for objects beyond tensors and containers, which could run code): {e}"
+        ) from None
     except Exception as e:  # a corrupt or foreign file can fail anywhere in the unpickler (KeyError, …)
-        raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from None  # fmt: skip
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dict of weights")
     return obj
@@ -90,8 +93,11 @@ def state_dict_mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                       for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))  # fmt: skip
+    misshaped = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
     return missing, unexpected, misshaped
 
 
@@ -100,8 +106,9 @@ def _summarize(keys: list, limit: int = 8) -> str:
     return shown + (f", … ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                      ignore_prefixes: Iterable[str] = ()) -> nn.Module:  # fmt: skip
+def load_state_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, ignore_prefixes: Iterable[str] = ()
+) -> nn.Module:
     """Load ``state`` into ``model`` key for key (``strict=True``) after dropping ``ignore_prefixes``.
 
     Raises `CheckpointError` listing missing, unexpected and mis-shaped keys.
@@ -110,8 +117,11 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
     state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
     missing, unexpected, misshaped = state_dict_mismatches(model, state)
     if missing or unexpected or misshaped:
-        parts = [f"{name} ({len(keys)}): {_summarize(keys)}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if keys]  # fmt: skip
+        parts = [
+            f"{name} ({len(keys)}): {_summarize(keys)}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+            if keys
+        ]
         raise CheckpointError(f"{source} does not match {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model
@@ -122,8 +132,14 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
 # ------------------------------------------------------------------------------------------------
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, kind: str, config: dict,
-               extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:  # fmt: skip
+def save_model(
+    model: nn.Module,
+    path: str | os.PathLike,
+    kind: str,
+    config: dict,
+    extra: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write ``model``'s state dict (floating tensors cast to ``dtype`` if given) with its config."""
     from safetensors.torch import save_file
 
@@ -145,8 +161,9 @@ def _open_model_file(path: str | os.PathLike, tensors: bool) -> tuple[dict[str, 
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     if file_format(path) == "torch":
-        raise CheckpointError(f"{str(path)!r} is a torch checkpoint (an official file?), not a TokenBridge Lab "
-                              f"safetensors model")  # fmt: skip
+        raise CheckpointError(
+            f"{str(path)!r} is a torch checkpoint (an official file?), not a TokenBridge Lab safetensors model"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(FORMAT_KEY)
@@ -175,8 +192,11 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, header
 
 
-BUILDERS: dict[str, Callable[[dict], nn.Module]] = {"vae": build_vae, "classifier": build_classifier,
-                                                     "generator": build_generator}  # fmt: skip
+BUILDERS: dict[str, Callable[[dict], nn.Module]] = {
+    "vae": build_vae,
+    "classifier": build_classifier,
+    "generator": build_generator,
+}
 """Model kind (stored in every file's header) → the function that builds it from its config."""
 
 
@@ -217,8 +237,10 @@ def unwrap_state_dict(obj: dict, source: str, wrappers: tuple[str, ...]) -> dict
             return obj[key]
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj
-    raise CheckpointError(f"{source}: no state dict found (looked for keys {', '.join(map(repr, wrappers))}; "
-                          f"found {', '.join(map(repr, list(obj)[:8]))})")  # fmt: skip
+    raise CheckpointError(
+        f"{source}: no state dict found (looked for keys {', '.join(map(repr, wrappers))}; "
+        f"found {', '.join(map(repr, list(obj)[:8]))})"
+    )
 
 
 def load_official_vae(path: str | os.PathLike, **config_overrides) -> nn.Module:
@@ -230,8 +252,15 @@ def load_official_vae(path: str | os.PathLike, **config_overrides) -> nn.Module:
     return model.eval()
 
 
-ARCHITECTURE_FIELDS = ("encoder_embed_dim", "encoder_depth", "decoder_embed_dim", "decoder_depth", "channel_embed_dim",
-                       "channel_depth", "head")
+ARCHITECTURE_FIELDS = (
+    "encoder_embed_dim",
+    "encoder_depth",
+    "decoder_embed_dim",
+    "decoder_depth",
+    "channel_embed_dim",
+    "channel_depth",
+    "head",
+)
 """Generator config fields a state dict shows by its keys and shapes that name a preset's network; the
 head counts, which no shape shows, come from the preset of that network."""
 
@@ -246,18 +275,20 @@ def generator_state_fields(state: Mapping[str, torch.Tensor]) -> dict:
     tokens a side)."""
     try:
         num_tokens = state["output_pos_embed"].shape[1]
-        return {"encoder_embed_dim": state["z_proj.weight"].shape[0],
-                "encoder_depth": _block_count(state, "encoder_blocks"),
-                "decoder_embed_dim": state["decoder_embed.weight"].shape[0],
-                "decoder_depth": _block_count(state, "decoder_blocks"),
-                "channel_embed_dim": state["channel_embed"].shape[2],
-                "channel_depth": _block_count(state, "channel_blocks"),
-                "head": "autoregressive" if "token_embeddings.0.weight" in state else "parallel",
-                "quant_levels": state["channel_heads.0.weight"].shape[0],
-                "class_num": state["class_emb.weight"].shape[0],
-                "vae_embed_dim": state["z_proj.weight"].shape[1],
-                "buffer_size": state["encoder_pos_embed_learned"].shape[1] - num_tokens,
-                "grid": math.isqrt(num_tokens)}  # fmt: skip
+        return {
+            "encoder_embed_dim": state["z_proj.weight"].shape[0],
+            "encoder_depth": _block_count(state, "encoder_blocks"),
+            "decoder_embed_dim": state["decoder_embed.weight"].shape[0],
+            "decoder_depth": _block_count(state, "decoder_blocks"),
+            "channel_embed_dim": state["channel_embed"].shape[2],
+            "channel_depth": _block_count(state, "channel_blocks"),
+            "head": "autoregressive" if "token_embeddings.0.weight" in state else "parallel",
+            "quant_levels": state["channel_heads.0.weight"].shape[0],
+            "class_num": state["class_emb.weight"].shape[0],
+            "vae_embed_dim": state["z_proj.weight"].shape[1],
+            "buffer_size": state["encoder_pos_embed_learned"].shape[1] - num_tokens,
+            "grid": math.isqrt(num_tokens),
+        }
     except KeyError as e:
         raise CheckpointError(f"not a TokenBridge generator state dict: no {e.args[0]!r}") from None
 
@@ -276,11 +307,14 @@ def official_generator_config(state: Mapping[str, torch.Tensor], source: str) ->
             img_size = grid * preset.vae_stride * preset.patch_size
             configs[name] = dataclasses.replace(preset, **found, img_size=img_size)
     if not configs:
-        raise CheckpointError(f"{source}: no generator preset has this network "
-                              f"({', '.join(f'{k}={v}' for k, v in network.items())})")
+        raise CheckpointError(
+            f"{source}: no generator preset has this network ({', '.join(f'{k}={v}' for k, v in network.items())})"
+        )
     if len(set(configs.values())) > 1:
-        raise CheckpointError(f"{source}: the presets {', '.join(configs)} share this network but differ in "
-                              f"what its shapes do not show (attention heads, norms): which one is meant is unknown")
+        raise CheckpointError(
+            f"{source}: the presets {', '.join(configs)} share this network but differ in "
+            f"what its shapes do not show (attention heads, norms): which one is meant is unknown"
+        )
     return next(iter(configs.values()))
 
 
@@ -298,8 +332,9 @@ def load_official_generator(path: str | os.PathLike, weights: str = "model_ema")
     source = repr(str(path))
     checkpoint = read_torch_checkpoint(path, allowed_classes=(argparse.Namespace,))
     if weights == "model_ema" and "model_ema" not in checkpoint and "model" in checkpoint:
-        warnings.warn(f"{source} has no 'model_ema' weights: falling back to 'model' (the raw, non-EMA weights)",
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{source} has no 'model_ema' weights: falling back to 'model' (the raw, non-EMA weights)", stacklevel=2
+        )
     state = unwrap_state_dict(checkpoint, source, (weights, "model", "state_dict"))
     model = build_generator(official_generator_config(state, source))
     load_state_strict(model, state, source)

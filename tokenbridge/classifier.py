@@ -38,10 +38,14 @@ class _Stage(nn.Sequential):
 
     def __init__(self, w_in: int, w_out: int):
         super().__init__(
-            nn.Conv2d(w_in, w_out, 3, padding=1), nn.GroupNorm(8, w_out), nn.SiLU(),
-            nn.Conv2d(w_out, w_out, 3, padding=1), nn.GroupNorm(8, w_out), nn.SiLU(),
+            nn.Conv2d(w_in, w_out, 3, padding=1),
+            nn.GroupNorm(8, w_out),
+            nn.SiLU(),
+            nn.Conv2d(w_out, w_out, 3, padding=1),
+            nn.GroupNorm(8, w_out),
+            nn.SiLU(),
             nn.AvgPool2d(2),
-        )  # fmt: skip
+        )
 
 
 class ShapesClassifier(nn.Module):

@@ -43,8 +43,9 @@ def check(parser: argparse.ArgumentParser, flag: str, fn: Callable, *args, **kwa
 # ------------------------------------------------------------------------------------------------
 
 
-def number(kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> Callable[[str], int | float]:  # fmt: skip
+def number(
+    kind: type, low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], int | float]:
     """An argparse type: ``kind`` (int or float, finite) within ``[low, high]``; ``*_open`` excludes an end."""
     lo = "" if low is None else f"{'(' if low_open else '['}{low}"
     hi = "" if high is None else f"{high}{')' if high_open else ']'}"
@@ -61,8 +62,11 @@ def number(kind: type, low: float | None = None, high: float | None = None, *, l
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        inside = math.isfinite(value) and (low is None or (value > low if low_open else value >= low)) and (
-            high is None or (value < high if high_open else value <= high))  # fmt: skip
+        inside = (
+            math.isfinite(value)
+            and (low is None or (value > low if low_open else value >= low))
+            and (high is None or (value < high if high_open else value <= high))
+        )
         if not inside:
             raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
         return value
@@ -113,8 +117,9 @@ def output_image(text: str) -> Path:
     if not os.access(path.parent, os.W_OK):
         raise argparse.ArgumentTypeError(f"the folder {str(path.parent)!r} is not writable")
     if path.suffix.lower() not in Image.registered_extensions():
-        raise argparse.ArgumentTypeError(f"unknown image format {path.suffix or '(no suffix)'!r} in {text!r}; "
-                                         f"use .png or .jpg")  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"unknown image format {path.suffix or '(no suffix)'!r} in {text!r}; use .png or .jpg"
+        )
     return path
 
 

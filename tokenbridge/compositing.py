@@ -26,8 +26,10 @@ def region_weight(region: torch.Tensor, size: int, feather: float = FEATHER) -> 
     region = torch.as_tensor(region)
     grid = region.shape[-1]
     if region.dtype != torch.bool or region.dim() not in (2, 3) or region.shape[-2] != grid or size % grid:
-        raise ValueError(f"region must be a bool token grid [h, h] or [B, h, h] with h dividing {size}, got "
-                         f"{region.dtype} {list(region.shape)}")  # fmt: skip
+        raise ValueError(
+            f"region must be a bool token grid [h, h] or [B, h, h] with h dividing {size}, got "
+            f"{region.dtype} {list(region.shape)}"
+        )
     if feather < 0:
         raise ValueError(f"feather must be >= 0 pixels, got {feather}")
     patch = size // grid
@@ -45,12 +47,15 @@ def region_weight(region: torch.Tensor, size: int, feather: float = FEATHER) -> 
     return weight[:, None]
 
 
-def paste_back(original: torch.Tensor, decoded: torch.Tensor, region: torch.Tensor,
-               feather: float = FEATHER) -> torch.Tensor:  # fmt: skip
+def paste_back(
+    original: torch.Tensor, decoded: torch.Tensor, region: torch.Tensor, feather: float = FEATHER
+) -> torch.Tensor:
     """``decoded`` ``[B, 3, H, W]`` inside ``region``, ``original`` (same shape) elsewhere, blended by
     `region_weight`; pixels of weight 0 are ``original``'s bit for bit, of weight 1 ``decoded``'s."""
     if original.shape != decoded.shape or original.dim() != 4 or original.shape[-1] != original.shape[-2]:
-        raise ValueError(f"original and decoded must be square [B, 3, H, H] images of one shape, got "
-                         f"{list(original.shape)} and {list(decoded.shape)}")  # fmt: skip
+        raise ValueError(
+            f"original and decoded must be square [B, 3, H, H] images of one shape, got "
+            f"{list(original.shape)} and {list(decoded.shape)}"
+        )
     weight = region_weight(region, original.shape[-1], feather).to(original.device)
     return torch.where(weight > 0, torch.lerp(original, decoded.to(original.dtype), weight), original)

@@ -199,8 +199,9 @@ class ImageFolderDataset(Dataset):
     ``(image [3, size, size] float32 in [-1, 1], label int64)``.
     """
 
-    def __init__(self, root: str | os.PathLike, size: int = IMAGE_SIZE, verify: bool = True,
-                 max_pixels: int = MAX_PIXELS):  # fmt: skip
+    def __init__(
+        self, root: str | os.PathLike, size: int = IMAGE_SIZE, verify: bool = True, max_pixels: int = MAX_PIXELS
+    ):
         from tqdm.auto import tqdm
 
         self.root, self.size, self.max_pixels, self.verify = Path(root), size, max_pixels, verify
@@ -208,8 +209,9 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"image folder {str(self.root)!r} does not exist or is not a directory")
         class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not class_dirs:
-            raise ValueError(f"image folder {str(self.root)!r} has no class sub-folders "
-                             "(expected root/<class name>/<image files>)")  # fmt: skip
+            raise ValueError(
+                f"image folder {str(self.root)!r} has no class sub-folders (expected root/<class name>/<image files>)"
+            )
         self.classes: list[str] = [p.name for p in class_dirs]
         candidates = []
         for label, class_dir in enumerate(class_dirs):
@@ -220,27 +222,32 @@ class ImageFolderDataset(Dataset):
                         candidates.append((os.path.join(dirpath, fn), label))
         self.samples: list[tuple[str, int]] = []
         self.skipped: list[tuple[str, str]] = []
-        for path, label in tqdm(candidates, desc=f"scanning {self.root.name}", disable=len(candidates) < 2000,
-                                leave=False):  # fmt: skip
+        for path, label in tqdm(
+            candidates, desc=f"scanning {self.root.name}", disable=len(candidates) < 2000, leave=False
+        ):
             reason = self._check(path)
             if reason is None:
                 self.samples.append((path, label))
             else:
                 self.skipped.append((path, reason))
         if not self.samples:
-            raise ValueError(f"image folder {str(self.root)!r} holds no readable images with extensions "
-                             f"{', '.join(IMAGE_EXTENSIONS)} in its class sub-folders "
-                             f"({len(self.skipped)} unreadable)")  # fmt: skip
+            raise ValueError(
+                f"image folder {str(self.root)!r} holds no readable images with extensions "
+                f"{', '.join(IMAGE_EXTENSIONS)} in its class sub-folders "
+                f"({len(self.skipped)} unreadable)"
+            )
         if self.skipped:
             listed = "; ".join(f"{p} ({r})" for p, r in self.skipped[:5])
             more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            warnings.warn(f"ImageFolderDataset skipped {len(self.skipped)} unreadable file(s): {listed}{more}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"ImageFolderDataset skipped {len(self.skipped)} unreadable file(s): {listed}{more}", stacklevel=2
+            )
         counts = np.bincount([lab for _, lab in self.samples], minlength=len(self.classes))
         empty = [c for c, n in zip(self.classes, counts) if n == 0]
         if empty:
-            warnings.warn(f"ImageFolderDataset: class folder(s) with no readable image: {', '.join(empty)}",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"ImageFolderDataset: class folder(s) with no readable image: {', '.join(empty)}", stacklevel=2
+            )
         self.targets: list[int] = [lab for _, lab in self.samples]
 
     def _check(self, path: str) -> str | None:
@@ -267,8 +274,13 @@ class ImageFolderDataset(Dataset):
 
     @property
     def description(self) -> dict:
-        return {"kind": "image_folder", "root": str(self.root), "size": self.size, "num_samples": len(self.samples),
-                "num_skipped": len(self.skipped)}  # fmt: skip
+        return {
+            "kind": "image_folder",
+            "root": str(self.root),
+            "size": self.size,
+            "num_samples": len(self.samples),
+            "num_skipped": len(self.skipped),
+        }
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -282,8 +294,10 @@ class ImageFolderDataset(Dataset):
         return image, torch.tensor(label, dtype=torch.int64)
 
     def __repr__(self) -> str:
-        return (f"ImageFolderDataset({str(self.root)!r}, size={self.size}, {len(self.samples)} images, "
-                f"{len(self.classes)} classes, {len(self.skipped)} skipped)")  # fmt: skip
+        return (
+            f"ImageFolderDataset({str(self.root)!r}, size={self.size}, {len(self.samples)} images, "
+            f"{len(self.classes)} classes, {len(self.skipped)} skipped)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -376,8 +390,9 @@ def _encode_all(encode_fn, loader, n: int, device, dtype: torch.dtype, name: str
             latents = torch.empty((n, *z.shape[1:]), dtype=dtype)
             labels = torch.empty(n, dtype=torch.int64)
         elif z.shape[1:] != latents.shape[1:]:
-            raise ValueError(f"encode_fn changed its output shape: {tuple(z.shape[1:])} after "
-                             f"{tuple(latents.shape[1:])}")  # fmt: skip
+            raise ValueError(
+                f"encode_fn changed its output shape: {tuple(z.shape[1:])} after {tuple(latents.shape[1:])}"
+            )
         b = z.shape[0]
         latents[done : done + b] = z.to("cpu", dtype)
         labels[done : done + b] = torch.as_tensor(labels_B, dtype=torch.int64).reshape(-1)
@@ -415,8 +430,10 @@ class LatentDataset(Dataset):
         except Exception as e:  # safetensors raises its own error type for corrupt headers/data
             raise ValueError(f"{str(self.path)!r} is not a readable latent cache ({type(e).__name__}: {e})") from None
         if self.latents.dim() != 4 or self.labels.dim() != 1 or len(self.latents) != len(self.labels):
-            raise ValueError(f"{str(self.path)!r}: latents {tuple(self.latents.shape)} and labels "
-                             f"{tuple(self.labels.shape)} do not match ([N, C, h, w] and [N])")  # fmt: skip
+            raise ValueError(
+                f"{str(self.path)!r}: latents {tuple(self.latents.shape)} and labels "
+                f"{tuple(self.labels.shape)} do not match ([N, C, h, w] and [N])"
+            )
         if self.labels.dtype != torch.int64:
             raise ValueError(f"{str(self.path)!r}: labels must be int64, got {self.labels.dtype}")
 

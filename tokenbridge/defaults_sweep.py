@@ -30,8 +30,9 @@ from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 
 TABLE = Path(__file__).resolve().parent.parent / "results" / "sampler_defaults.json"
 """The table of the shipped generator."""
-BASE = dict(num_steps=16, cfg=1.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0, order="random",
-            gumbel=0.0)  # fmt: skip
+BASE = dict(
+    num_steps=16, cfg=1.0, cfg_schedule="linear", cfg_mode="feature", temperature=1.0, order="random", gumbel=0.0
+)
 """Every sampler keyword, so that a row never depends on the defaults it decides."""
 GRID = (
     {},
@@ -56,8 +57,7 @@ def best_index(rows: list[dict]) -> int:
     return min(range(len(rows)), key=lambda i: (-rows[i]["class_accuracy"], rows[i]["fd_shapes"]))
 
 
-def sweep(pipe: Pipeline, classifier, count: int, seed: int = 0, settings: list[dict] | None = None,
-          log=print) -> dict:  # fmt: skip
+def sweep(pipe: Pipeline, classifier, count: int, seed: int = 0, settings: list[dict] | None = None, log=print) -> dict:
     """The measured rows of ``settings`` (default: `settings_grid`) and which one is best."""
     rows = []
     for sampler in settings or settings_grid():
@@ -66,8 +66,12 @@ def sweep(pipe: Pipeline, classifier, count: int, seed: int = 0, settings: list[
         rows.append({**row, "class_accuracy_se": round(math.sqrt(p * (1 - p) / count), 4)})
         log(f"{_describe(sampler)}: class accuracy {p:.1%}, FD-shapes {row['fd_shapes']:.2f} ({row['seconds']} s)")
     best = best_index(rows)
-    return {"rows": rows, "best": best, "best_sampler": rows[best]["sampler"],
-            "rule": "highest class_accuracy; the lower fd_shapes breaks a tie"}  # fmt: skip
+    return {
+        "rows": rows,
+        "best": best,
+        "best_sampler": rows[best]["sampler"],
+        "rule": "highest class_accuracy; the lower fd_shapes breaks a tie",
+    }
 
 
 def _describe(sampler: dict) -> str:
@@ -106,15 +110,27 @@ def main(argv=None) -> None:
     classifier = checkpoints.load_model(args.classifier, kind="classifier")
     start = time.time()
     result = sweep(pipe, classifier, args.n, args.seed)
-    result = {"command": " ".join(["python -m tokenbridge.defaults_sweep", *args.argv]),
-              "vae": args.vae, "generator": args.generator, "classifier": args.classifier, "samples": args.n,
-              "seed": args.seed, **result, "seconds": round(time.time() - start, 1)}  # fmt: skip
+    result = {
+        "command": " ".join(["python -m tokenbridge.defaults_sweep", *args.argv]),
+        "vae": args.vae,
+        "generator": args.generator,
+        "classifier": args.classifier,
+        "samples": args.n,
+        "seed": args.seed,
+        **result,
+        "seconds": round(time.time() - start, 1),
+    }
     path = Path(args.out)
     write_json(path, result)
     same = result["best_sampler"] == SAMPLER_DEFAULTS
-    print(f"wrote {path}; best: row {result['best']} ({_describe(result['best_sampler'])}); SAMPLER_DEFAULTS "
-          + ("equal it" if same else f"differ: set the defaults of SamplerSettings (tokenbridge/sampling.py) to "
-                                     f"{result['best_sampler']}"))
+    print(
+        f"wrote {path}; best: row {result['best']} ({_describe(result['best_sampler'])}); SAMPLER_DEFAULTS "
+        + (
+            "equal it"
+            if same
+            else f"differ: set the defaults of SamplerSettings (tokenbridge/sampling.py) to {result['best_sampler']}"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,16 +26,31 @@ from pathlib import Path
 import torch
 
 from tokenbridge import checkpoints, cli
-from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
-from tokenbridge.evaluation import (FINGERPRINTS, encode_in_batches, generation_metrics, real_noise_floor,
-                                    reconstruction_table, sample_fingerprints, settings_grid, shapes_images)
-from tokenbridge.foreground import (BORDER, EDGE_BAND, FLOOR, REFITS, foreground_samples, foreground_validation,
-                                    image_measures)
 from tokenbridge.devices import pick_device
+from tokenbridge.evaluation import (
+    FINGERPRINTS,
+    encode_in_batches,
+    generation_metrics,
+    real_noise_floor,
+    reconstruction_table,
+    sample_fingerprints,
+    settings_grid,
+    shapes_images,
+)
 from tokenbridge.files import write_json
+from tokenbridge.foreground import (
+    BORDER,
+    EDGE_BAND,
+    FLOOR,
+    REFITS,
+    foreground_samples,
+    foreground_validation,
+    image_measures,
+)
 from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
 from tokenbridge.quantizer import ASSIGN_RULES, BIN_KINDS, CALIBRATIONS, MAX_LEVELS
 from tokenbridge.sampling import ORDERS
+from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.statistics import mean_sem, median_ci, median_difference_ci, rounded_list
 
 DEFAULT_VAE = "assets/vae_small.safetensors"
@@ -60,10 +75,14 @@ def _reconstruction(args) -> dict:
     rows = reconstruction_table(vae, classifier, images, grid, fit_latents, labels=labels)
     return {
         "command": _command(args),
-        "vae": args.vae, "classifier": args.classifier, "images": args.n, "heldout_seed": HELDOUT_SEED,
+        "vae": args.vae,
+        "classifier": args.classifier,
+        "images": args.n,
+        "heldout_seed": HELDOUT_SEED,
         "fd_shapes_real_vs_real": round(real_noise_floor(classifier, args.n, device, vae.config.resolution), 4),
-        "rows": rows, "seconds": round(time.time() - start, 1),
-    }  # fmt: skip
+        "rows": rows,
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def _generation(args) -> dict:
@@ -71,13 +90,40 @@ def _generation(args) -> dict:
     classifier = checkpoints.load_model(args.classifier, kind="classifier")
     rows = []
     for sampling_order, cfg_scale, cfg_mode, temperature in itertools.product(
-            args.order, args.cfg, args.cfg_mode, args.temperature):  # fmt: skip
-        sampler = dict(order=sampling_order, cfg=cfg_scale, cfg_mode=cfg_mode, temperature=temperature,
-                       num_steps=args.steps)  # fmt: skip
-        rows.append({**generation_metrics(pipe, classifier, args.n, seed=args.seed, **sampler),
-                     "fingerprints": sample_fingerprints(pipe, classifier, FINGERPRINTS, args.seed, **sampler)})
-    return {"command": _command(args), "vae": args.vae,
-            "generator": args.generator, "classifier": args.classifier, "rows": rows}  # fmt: skip
+        args.order, args.cfg, args.cfg_mode, args.temperature
+    ):
+        sampler = dict(
+            order=sampling_order, cfg=cfg_scale, cfg_mode=cfg_mode, temperature=temperature, num_steps=args.steps
+        )
+        rows.append(
+            {
+                **generation_metrics(pipe, classifier, args.n, seed=args.seed, **sampler),
+                "fingerprints": sample_fingerprints(pipe, classifier, FINGERPRINTS, args.seed, **sampler),
+            }
+        )
+    return {
+        "command": _command(args),
+        "vae": args.vae,
+        "generator": args.generator,
+        "classifier": args.classifier,
+        "rows": rows,
+    }
+
+
+def _image_row(name: str, images: torch.Tensor, summarize) -> dict:
+    """A results row of the proxy measured on images that were not sampled (real, reconstructed)."""
+    measures = {k: summarize(v) for k, v in image_measures(images).items()}
+    return {"name": name, "sampler": None, "samples": len(images), "summary": measures}
+
+
+def _differences_vs_random(measured: dict, resamples: int, seed: int) -> dict:
+    """Per setting but random order, per measure: the median difference to random order, with its interval."""
+    random = measured["random"]
+    return {
+        name: {k: median_difference_ci(v, random[k], resamples, seed) for k, v in values.items()}
+        for name, values in measured.items()
+        if name != "random"
+    }
 
 
 def _foreground(args) -> dict:
@@ -87,55 +133,87 @@ def _foreground(args) -> dict:
     reconstructions = torch.cat([pipe.reconstruct(x) for x in real.split(250)])
     summarize = functools.partial(median_ci, resamples=args.bootstrap, seed=args.seed)
     start = time.time()
-    rows, per_sample, step_share, first_step = [], {}, {}, {}
-    for name, images in (("real", real), ("VAE reconstruction", reconstructions)):
-        rows.append({"name": name, "sampler": None, "samples": args.n,
-                     "summary": {k: summarize(v) for k, v in image_measures(images).items()}})  # fmt: skip
+    per_sample, step_share, first_step = {}, {}, {}
+    rows = [
+        _image_row(name, images, summarize)
+        for name, images in (("real", real), ("VAE reconstruction", reconstructions))
+    ]
     settings = [("random", dict(order="random"))] + [
-        ("confidence" + (f", gumbel {g:g}" if g else ""), dict(order="confidence", gumbel=g)) for g in args.gumbel]
+        ("confidence" + (f", gumbel {g:g}" if g else ""), dict(order="confidence", gumbel=g)) for g in args.gumbel
+    ]
     measured = {}
     for name, sampler in settings:
         setting_start = time.time()
         out = foreground_samples(pipe, args.n, args.seed, args.batch_size, num_steps=args.steps, **sampler)
         measured[name] = out["measures"]
-        rows.append({"name": name, "sampler": {**SAMPLER_DEFAULTS, "num_steps": args.steps, **sampler}, "samples": args.n,
-                     "summary": {k: summarize(v) for k, v in out["measures"].items()},
-                     "seconds": round(time.time() - setting_start, 1)})  # fmt: skip
-        per_sample[name] = {"seed": out["seeds"].tolist(), "label": out["labels"].tolist(),
-                            **{k: rounded_list(v) for k, v in out["measures"].items()}}  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "sampler": {**SAMPLER_DEFAULTS, "num_steps": args.steps, **sampler},
+                "samples": args.n,
+                "summary": {k: summarize(v) for k, v in out["measures"].items()},
+                "seconds": round(time.time() - setting_start, 1),
+            }
+        )
+        per_sample[name] = {
+            "seed": out["seeds"].tolist(),
+            "label": out["labels"].tolist(),
+            **{k: rounded_list(v) for k, v in out["measures"].items()},
+        }
         step_share[name] = mean_sem(out["step_share"])
         first_step[name] = {k: summarize(v) for k, v in out["first_step_score"].items()}
-    differences = {name: {k: median_difference_ci(v, measured["random"][k], args.bootstrap, args.seed)
-                          for k, v in measured[name].items()}
-                   for name in measured if name != "random"}  # fmt: skip
     return {
-        "command": _command(args), "vae": args.vae,
-        "generator": args.generator, "samples": args.n, "seed": args.seed, "batch_size": args.batch_size,
-        "heldout_seed": HELDOUT_SEED, "bootstrap_resamples": args.bootstrap,
+        "command": _command(args),
+        "vae": args.vae,
+        "generator": args.generator,
+        "samples": args.n,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "heldout_seed": HELDOUT_SEED,
+        "bootstrap_resamples": args.bootstrap,
         "proxy": {"floor": FLOOR, "border": BORDER, "refits": REFITS, "edge_band": EDGE_BAND},
         "validation": foreground_validation(real, masks, reconstructions),
-        "rows": rows, "differences_vs_random": differences, "step_foreground_share": step_share,
-        "first_step_score": first_step, "seconds": round(time.time() - start, 1), "per_sample": per_sample,
-    }  # fmt: skip
+        "rows": rows,
+        "differences_vs_random": _differences_vs_random(measured, args.bootstrap, args.seed),
+        "step_foreground_share": step_share,
+        "first_step_score": first_step,
+        "seconds": round(time.time() - start, 1),
+        "per_sample": per_sample,
+    }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    """Parsed arguments, with every value, input file and the output path checked before a model loads."""
-    count, samples = cli.number(int, 1), cli.number(int, 2)
+def build_parser() -> cli.ArgumentParser:
+    """The three subcommands and their options, each value range-checked as it is parsed."""
     parser = cli.ArgumentParser(prog="python -m tokenbridge.evaluate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
+    commands = (_add_reconstruction(sub), _add_generation(sub), _add_foreground(sub))
+    for command in commands:
+        command.add_argument("--device", type=cli.device, default="cpu")
+        command.add_argument("--out", required=True, help="JSON file to write")
+    return parser
+
+
+def _add_reconstruction(sub) -> argparse.ArgumentParser:
+    """``reconstruction``: the VAE and quantizer settings to measure."""
+    samples = cli.number(int, 2)
     rec_cmd = sub.add_parser("reconstruction", help="PSNR and FD-shapes, continuous vs quantized")
     rec_cmd.add_argument("--vae", default=DEFAULT_VAE)
     rec_cmd.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
     rec_cmd.add_argument("--n", type=samples, default=2000, help="held-out images")
-    rec_cmd.add_argument("--levels", type=cli.number(int, 2, MAX_LEVELS), nargs="+",
-                         default=[4, 8, 16, 32, 64, 128])
+    rec_cmd.add_argument("--levels", type=cli.number(int, 2, MAX_LEVELS), nargs="+", default=[4, 8, 16, 32, 64, 128])
     rec_cmd.add_argument("--assign", nargs="+", choices=ASSIGN_RULES, default=list(ASSIGN_RULES))
     rec_cmd.add_argument("--calibration", nargs="+", choices=CALIBRATIONS, default=list(CALIBRATIONS))
     rec_cmd.add_argument("--bins", nargs="+", choices=BIN_KINDS, default=["gaussian"])
     rec_cmd.add_argument("--value-range", type=cli.number(float, 0, low_open=True), nargs="+", default=[5.0])
-    gen_cmd = sub.add_parser("generation",
-                             help="class accuracy and FD-shapes of samples, over a grid of sampler settings")
+    return rec_cmd
+
+
+def _add_generation(sub) -> argparse.ArgumentParser:
+    """``generation``: the models and the grid of sampler settings to sample with."""
+    samples = cli.number(int, 2)
+    gen_cmd = sub.add_parser(
+        "generation", help="class accuracy and FD-shapes of samples, over a grid of sampler settings"
+    )
     gen_cmd.add_argument("--generator", default="assets/generator_small.safetensors")
     gen_cmd.add_argument("--vae", default=DEFAULT_VAE)
     gen_cmd.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
@@ -148,21 +226,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.sampler_argument(gen_cmd, "cfg", nargs="+", default=[3.0])
     cli.sampler_argument(gen_cmd, "cfg_mode", nargs="+", default=["feature"])
     cli.sampler_argument(gen_cmd, "temperature", nargs="+", default=[1.0])
+    return gen_cmd
+
+
+def _add_foreground(sub) -> argparse.ArgumentParser:
+    """``foreground``: the models, the samples and the Gumbel scales of confidence order."""
+    count, samples = cli.number(int, 1), cli.number(int, 2)
     fg_cmd = sub.add_parser("foreground", help="foreground/background proxy of samples: random vs confidence order")
     fg_cmd.add_argument("--generator", default="assets/generator_small.safetensors")
     fg_cmd.add_argument("--vae", default=DEFAULT_VAE)
-    fg_cmd.add_argument("--n", type=samples, default=300,
-                        help="samples per setting (classes balanced), and real images")
-    fg_cmd.add_argument("--seed", type=cli.number(int, 0), default=0,
-                        help="first sample's seed (also seeds the bootstrap)")
+    fg_cmd.add_argument(
+        "--n", type=samples, default=300, help="samples per setting (classes balanced), and real images"
+    )
+    fg_cmd.add_argument(
+        "--seed", type=cli.number(int, 0), default=0, help="first sample's seed (also seeds the bootstrap)"
+    )
     fg_cmd.add_argument("--batch-size", type=count, default=8)
     cli.sampler_argument(fg_cmd, "num_steps", default=16)
-    cli.sampler_argument(fg_cmd, "gumbel", nargs="+", default=[0.0, 4.5],
-                         help="confidence order's Gumbel noise scales (4.5: MaskGIT's choice temperature)")
+    cli.sampler_argument(
+        fg_cmd,
+        "gumbel",
+        nargs="+",
+        default=[0.0, 4.5],
+        help="confidence order's Gumbel noise scales (4.5: MaskGIT's choice temperature)",
+    )
     fg_cmd.add_argument("--bootstrap", type=count, default=2000, help="bootstrap resamples of each median")
-    for command in (rec_cmd, gen_cmd, fg_cmd):
-        command.add_argument("--device", type=cli.device, default="cpu")
-        command.add_argument("--out", required=True, help="JSON file to write")
+    return fg_cmd
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parsed arguments, with every value, input file and the output path checked before a model loads."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as run, recorded in the results
     cli.check(parser, "--out", cli.output_file, args.out)

@@ -21,7 +21,6 @@ from typing import Sequence
 
 import torch
 
-from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 from tokenbridge.metrics import (
     classifier_outputs,
     feature_statistics,
@@ -32,6 +31,7 @@ from tokenbridge.metrics import (
 )
 from tokenbridge.pipeline import SAMPLER_DEFAULTS
 from tokenbridge.quantizer import GaussianQuantizer
+from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 
 FINGERPRINTS = 8
 """Samples per generation result whose fingerprints are stored, so a reader can regenerate them."""
@@ -53,8 +53,9 @@ class QuantSetting:
     value_range: float = 5.0
 
     def build(self, fit_latents: torch.Tensor) -> GaussianQuantizer:
-        q = GaussianQuantizer(self.levels, value_range=self.value_range, assign=self.assign,
-                              calibration=self.calibration, bins=self.bins)  # fmt: skip
+        q = GaussianQuantizer(
+            self.levels, value_range=self.value_range, assign=self.assign, calibration=self.calibration, bins=self.bins
+        )
         return q.fit(fit_latents) if self.calibration == "per_channel" else q
 
 
@@ -81,9 +82,15 @@ def encode_in_batches(vae, images: torch.Tensor, batch_size: int = 250) -> torch
 
 
 @torch.no_grad()
-def reconstruction_table(vae, classifier, images: torch.Tensor, settings: list[QuantSetting],
-                         fit_latents: torch.Tensor | None = None, batch_size: int = 250,
-                         labels: torch.Tensor | None = None) -> list[dict]:  # fmt: skip
+def reconstruction_table(
+    vae,
+    classifier,
+    images: torch.Tensor,
+    settings: list[QuantSetting],
+    fit_latents: torch.Tensor | None = None,
+    batch_size: int = 250,
+    labels: torch.Tensor | None = None,
+) -> list[dict]:
     """One row per setting: PSNR, FD-shapes vs ``images``, latent MSE, mean entropy (bits), and
     with ``labels`` the classifier's accuracy on the reconstructions (does the class survive?).
 
@@ -106,11 +113,15 @@ def reconstruction_table(vae, classifier, images: torch.Tensor, settings: list[Q
             entropy = round(float(q.stats(latents).entropy_bits.mean()), 3)
         recon = torch.cat([vae.decode_latents(z.to(device)).cpu() for z in z_hat.split(batch_size)])
         feats, predicted = classifier_outputs(classifier, recon.split(batch_size), device)
-        rows.append({**asdict(setting),
-                     "psnr_db": round(float(psnr(recon, images).mean()), 3),
-                     "fd_shapes": round(frechet_distance(feature_statistics(feats), real_stats), 4),
-                     "latent_mse": round(float((z_hat - latents).pow(2).mean()), 6),
-                     "mean_entropy_bits": entropy})  # fmt: skip
+        rows.append(
+            {
+                **asdict(setting),
+                "psnr_db": round(float(psnr(recon, images).mean()), 3),
+                "fd_shapes": round(frechet_distance(feature_statistics(feats), real_stats), 4),
+                "latent_mse": round(float((z_hat - latents).pow(2).mean()), 6),
+                "mean_entropy_bits": entropy,
+            }
+        )
         if labels is not None:
             rows[-1]["class_accuracy"] = round(float((predicted.cpu() == labels).float().mean()), 4)
     return rows
@@ -140,17 +151,22 @@ def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: 
     """
     start = time.time()
     labels = torch.arange(count) % len(pipe.classes)
-    images = torch.cat([pipe.generate(labels[i : i + batch_size], seed=seed + i, **sampler)
-                        for i in range(0, count, batch_size)])  # fmt: skip
+    images = torch.cat(
+        [pipe.generate(labels[i : i + batch_size], seed=seed + i, **sampler) for i in range(0, count, batch_size)]
+    )
     feats, predicted = classifier_outputs(classifier, images.split(250), pipe.device)
     warn_if_few(*feats.shape)
     real = shapes_images(count, 0, pipe.image_size)
     real_feats, _ = classifier_outputs(classifier, real.split(250), pipe.device)
-    return {"samples": count, "seed": seed, "sampler": {**SAMPLER_DEFAULTS, **sampler},
-            "class_accuracy": round(float((predicted == labels).float().mean()), 4),
-            "fd_shapes": round(frechet_distance(feature_statistics(feats), feature_statistics(real_feats)), 4),
-            **{k: round(v, 4) for k, v in precision_recall(real_feats, feats).items()},
-            "seconds": round(time.time() - start, 1)}  # fmt: skip
+    return {
+        "samples": count,
+        "seed": seed,
+        "sampler": {**SAMPLER_DEFAULTS, **sampler},
+        "class_accuracy": round(float((predicted == labels).float().mean()), 4),
+        "fd_shapes": round(frechet_distance(feature_statistics(feats), feature_statistics(real_feats)), 4),
+        **{k: round(v, 4) for k, v in precision_recall(real_feats, feats).items()},
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 @torch.no_grad()
@@ -160,8 +176,10 @@ def sample_fingerprints(pipe, classifier, count: int, seed: int = 0, **sampler) 
     labels = torch.arange(count) % len(pipe.classes)
     tokens = pipe.generate_tokens(labels, seed=seed, **sampler)
     _, predicted = classifier_outputs(classifier, [pipe.decode(pipe.tokens_to_latents(tokens))], pipe.device)
-    return [{"label": int(label), "predicted": int(p), "token_sum": int(t.sum())}
-            for label, p, t in zip(labels, predicted.cpu(), tokens)]  # fmt: skip
+    return [
+        {"label": int(label), "predicted": int(p), "token_sum": int(t.sum())}
+        for label, p, t in zip(labels, predicted.cpu(), tokens)
+    ]
 
 
 def fingerprints_match(live: list[dict], stored: list[dict], flips: int = 2) -> bool:
@@ -185,21 +203,26 @@ def _region_BN(region: torch.Tensor, batch: int, seq_len: int) -> torch.Tensor:
     """A bool region ``[h, w]`` or ``[B, h, w]`` (h·w = N) → ``[B, N]``."""
     region = torch.as_tensor(region)
     shape_ok = (region.dim() == 2 and region.numel() == seq_len) or (
-        region.dim() == 3 and region.shape[0] == batch and region[0].numel() == seq_len)  # fmt: skip
+        region.dim() == 3 and region.shape[0] == batch and region[0].numel() == seq_len
+    )
     if region.dtype != torch.bool or not shape_ok:
-        raise ValueError(f"region must be bool [h, w] or [{batch}, h, w] with h·w = {seq_len} tokens, got "
-                         f"{region.dtype} {list(region.shape)}")  # fmt: skip
+        raise ValueError(
+            f"region must be bool [h, w] or [{batch}, h, w] with h·w = {seq_len} tokens, got "
+            f"{region.dtype} {list(region.shape)}"
+        )
     return region.reshape(-1, seq_len).expand(batch, seq_len)
 
 
-def token_agreement(edited: torch.Tensor, original: torch.Tensor, region: torch.Tensor,
-                    tolerance: int = 0) -> torch.Tensor:  # fmt: skip
+def token_agreement(
+    edited: torch.Tensor, original: torch.Tensor, region: torch.Tensor, tolerance: int = 0
+) -> torch.Tensor:
     """Per image ``[B]``: the share of the channel indices of the tokens in ``region`` (bool
     ``[h, w]`` or ``[B, h, w]`` on the token grid) where ``edited`` ``[B, N, C]`` lies within
     ``tolerance`` levels of ``original`` (0: the same index). NaN for an image with an empty region."""
     if edited.shape != original.shape or edited.dim() != 3:
-        raise ValueError(f"edited and original must be [B, N, C] of one shape, got {list(edited.shape)} and "
-                         f"{list(original.shape)}")  # fmt: skip
+        raise ValueError(
+            f"edited and original must be [B, N, C] of one shape, got {list(edited.shape)} and {list(original.shape)}"
+        )
     b, n, c = edited.shape
     mask_BN = _region_BN(region, b, n).float()
     close_BN = ((edited.long() - original.long()).abs() <= tolerance).float().mean(dim=2)
@@ -213,8 +236,9 @@ def pixel_change(before: torch.Tensor, after: torch.Tensor, region: torch.Tensor
     the rest: ``{"inside": ..., "outside": ...}`` (NaN where a part is empty). Kept tokens come
     back bit for bit, but the VAE decoder mixes neighbouring latents, so "outside" need not be 0."""
     if before.shape != after.shape or before.dim() != 4:
-        raise ValueError(f"before and after must be [B, 3, H, W] of one shape, got {list(before.shape)} and "
-                         f"{list(after.shape)}")  # fmt: skip
+        raise ValueError(
+            f"before and after must be [B, 3, H, W] of one shape, got {list(before.shape)} and {list(after.shape)}"
+        )
     b, _, h, w = before.shape
     region = torch.as_tensor(region)
     grid = region.shape[-1]
@@ -236,8 +260,7 @@ def widened_regions(target: torch.Tensor, keep: Sequence[float], seed: int = 0) 
     smaller share keeps a subset of a larger one's cells. Share 1: ``target`` alone; 0: every cell."""
     target = torch.as_tensor(target)
     if target.dtype != torch.bool or target.dim() != 2 or not bool(target.any()):
-        raise ValueError(f"target must be a non-empty bool token grid [h, w], got {target.dtype} "
-                         f"{list(target.shape)}")  # fmt: skip
+        raise ValueError(f"target must be a non-empty bool token grid [h, w], got {target.dtype} {list(target.shape)}")
     bad = [k for k in keep if not 0.0 <= float(k) <= 1.0]
     if bad:
         raise ValueError(f"keep shares must lie in 0..1, got {bad}")

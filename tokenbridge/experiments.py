@@ -33,14 +33,23 @@ from pathlib import Path
 import torch
 
 from tokenbridge import checkpoints, cli, learnability, train
-from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 from tokenbridge.evaluation import FINGERPRINTS, generation_metrics, sample_fingerprints
 from tokenbridge.generator import patchify
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.sampling import ORDERS
+from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 
-ABLATION_BUDGET = {"steps": 600, "batch-size": 64, "lr": 5e-4, "weight-decay": 0.02, "warmup-steps": 100,
-                   "ema-decay": 0.99, "head-positions": 8, "seed": 0, "eval-samples": 200}  # fmt: skip
+ABLATION_BUDGET = {
+    "steps": 600,
+    "batch-size": 64,
+    "lr": 5e-4,
+    "weight-decay": 0.02,
+    "warmup-steps": 100,
+    "ema-decay": 0.99,
+    "head-positions": 8,
+    "seed": 0,
+    "eval-samples": 200,
+}
 """Identical for every variant, so differences come from the model setting alone."""
 
 LATENTS = "runs/latents/shapes_vae_small.safetensors"
@@ -63,6 +72,7 @@ VARIANTS: dict[str, Variant] = {
     "identity_order": Variant("tokenbridge_ablation", "identity", "channels in VAE order"),
     "big_head": Variant("tokenbridge_ablation_bighead", "frequency", "channel head 256x3"),
 }
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -88,9 +98,23 @@ NOISE_MULTIPLE = 2.0
 def train_command(name: str, runs: Path, assets: Path) -> list[str]:
     """The ``python -m tokenbridge.train generator ...`` argument list of variant ``name``."""
     variant = VARIANTS[name]
-    args = [sys.executable, "-m", "tokenbridge.train", "generator", "--out", str(runs / name),
-            "--export", str(assets / name), "--latents", LATENTS, "--preset", variant.preset,
-            "--channel-order", variant.channel_order, "--no-progress"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "tokenbridge.train",
+        "generator",
+        "--out",
+        str(runs / name),
+        "--export",
+        str(assets / name),
+        "--latents",
+        LATENTS,
+        "--preset",
+        variant.preset,
+        "--channel-order",
+        variant.channel_order,
+        "--no-progress",
+    ]
     for key, value in ABLATION_BUDGET.items():
         args += [f"--{key}", str(value)]
     if (runs / name / "state.pt").exists():
@@ -128,18 +152,28 @@ def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250
     for start in range(0, count, batch_size):
         latents = pipe.encode(images[start : start + batch_size])
         indices = pipe.quantize(patchify(latents, model.config.patch_size)).long()
-        ce, ce_C = model(indices.to(pipe.device), labels[start : start + batch_size].to(pipe.device), rng,
-                         return_channel_ce=True)  # fmt: skip
+        ce, ce_C = model(
+            indices.to(pipe.device), labels[start : start + batch_size].to(pipe.device), rng, return_channel_ce=True
+        )
         total += float(ce) * len(latents)
         per_channel += ce_C.double().cpu() * len(latents)
-    return {"images": count, "seed": seed, "ce_nats": round(total / count, 5),
-            "ce_per_channel": [round(v, 5) for v in (per_channel / count).tolist()]}  # fmt: skip
+    return {
+        "images": count,
+        "seed": seed,
+        "ce_nats": round(total / count, 5),
+        "ce_per_channel": [round(v, 5) for v in (per_channel / count).tolist()],
+    }
 
 
 @torch.no_grad()
-def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count: int,
-                       sampling_orders: tuple[str, ...] = tuple(ORDERS),
-                       fingerprints: int | None = None) -> dict:  # fmt: skip
+def evaluate_ablations(
+    assets: Path,
+    classifier_path: str,
+    vae_path: str,
+    count: int,
+    sampling_orders: tuple[str, ...] = tuple(ORDERS),
+    fingerprints: int | None = None,
+) -> dict:
     """Sample metrics of every exported variant (seeds 0…count-1; the baseline also on seeds
     count…2·count-1) and its held-out CE on two draws of the training masks."""
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
@@ -155,9 +189,14 @@ def evaluate_ablations(assets: Path, classifier_path: str, vae_path: str, count:
         for sampling_order in sampling_orders:
             for seed in seeds:
                 row = generation_metrics(pipe, classifier, count, seed=seed, order=sampling_order)
-                row.update(variant=name, quant_levels=pipe.generator.config.quant_levels, heldout=heldout[0],
-                           heldout_ce=heldout[0]["ce_nats"], heldout_ce_reseeded=heldout[1]["ce_nats"],
-                           fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=sampling_order))
+                row.update(
+                    variant=name,
+                    quant_levels=pipe.generator.config.quant_levels,
+                    heldout=heldout[0],
+                    heldout_ce=heldout[0]["ce_nats"],
+                    heldout_ce_reseeded=heldout[1]["ce_nats"],
+                    fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=sampling_order),
+                )
                 rows.append(row)
     return {"budget": ABLATION_BUDGET, "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()}, "rows": rows}
 
@@ -198,8 +237,11 @@ def compare(rows: list[dict], name: str, sampling_order: str, metric: str = "fd_
     if metric == "heldout_ce":
         noise = yardstick(metric, base, base["heldout_ce_reseeded"])
     else:  # one re-measurement is itself a noisy estimate of the noise: the larger over the orders
-        noise = max(yardstick(metric, r, _row(rows, r["variant"], r["sampler"]["order"], seed=r["samples"])[metric])
-                    for r in rows if r["variant"] == comparison.baseline and r["seed"] == 0)  # fmt: skip
+        noise = max(
+            yardstick(metric, r, _row(rows, r["variant"], r["sampler"]["order"], seed=r["samples"])[metric])
+            for r in rows
+            if r["variant"] == comparison.baseline and r["seed"] == 0
+        )
     delta = other[metric] - base[metric]
     paper_better = comparison.paper_fid[1] < comparison.paper_fid[0]  # the paper's variant is the better one
     variant_better = (delta < 0) == LOWER_IS_BETTER[metric]
@@ -209,9 +251,17 @@ def compare(rows: list[dict], name: str, sampling_order: str, metric: str = "fd_
         verdict = "within noise"
     else:
         verdict = "reproduces" if variant_better == paper_better else "reverses"
-    return {"comparison": name, "order": sampling_order, "metric": metric, comparison.baseline: base[metric],
-            comparison.variant: other[metric], "difference": round(delta, 4), "noise": round(noise, 4),
-            "paper_fid": comparison.paper_fid, "verdict": verdict}  # fmt: skip
+    return {
+        "comparison": name,
+        "order": sampling_order,
+        "metric": metric,
+        comparison.baseline: base[metric],
+        comparison.variant: other[metric],
+        "difference": round(delta, 4),
+        "noise": round(noise, 4),
+        "paper_fid": comparison.paper_fid,
+        "verdict": verdict,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -227,27 +277,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ev.add_argument("--assets", default="assets/ablations")
     ev.add_argument("--vae", default="assets/vae_small.safetensors")
     ev.add_argument("--classifier", default="assets/classifier.safetensors")
-    ev.add_argument("--n", type=cli.number(int, 10), default=1000, help="samples per variant and order (classes balanced)")
+    ev.add_argument(
+        "--n", type=cli.number(int, 10), default=1000, help="samples per variant and order (classes balanced)"
+    )
     ev.add_argument("--out", required=True, help="JSON file to write")
-    learn = sub.add_parser("learnability", help="train a recipe briefly and measure how it uses context "
-                                                 "(tokenbridge.learnability)")
-    learn.add_argument("--task", choices=learnability.TASKS, default="shapes",
-                       help="shapes latents, or maps whose tokens are all equal (the simplest context task)")
+    learn = sub.add_parser(
+        "learnability", help="train a recipe briefly and measure how it uses context (tokenbridge.learnability)"
+    )
+    learn.add_argument(
+        "--task",
+        choices=learnability.TASKS,
+        default="shapes",
+        help="shapes latents, or maps whose tokens are all equal (the simplest context task)",
+    )
     learn.add_argument("--steps", type=cli.number(int, 1), default=400)
     learn.add_argument("--latents", default=LATENTS)
     learn.add_argument("--vae", default="assets/vae_small.safetensors")
     learn.add_argument("--classifier", default="assets/classifier.safetensors")
-    learn.add_argument("--heldout", type=cli.number(int, 1), default=500, help="held-out images for CE and the copy test")
-    learn.add_argument("--samples", type=cli.number(int, 0), default=200,
-                       help="samples per order for class accuracy (0: none)")
+    learn.add_argument(
+        "--heldout", type=cli.number(int, 1), default=500, help="held-out images for CE and the copy test"
+    )
+    learn.add_argument(
+        "--samples", type=cli.number(int, 0), default=200, help="samples per order for class accuracy (0: none)"
+    )
     learn.add_argument("--run-dir", help="keep the training run here (default: a temporary folder)")
-    learn.add_argument("--model", help="measure this trained generator (shapes latents) instead of training a recipe: "
-                                        "a model file, or a generator run's state.pt (its EMA, mid-run too)")
+    learn.add_argument(
+        "--model",
+        help="measure this trained generator (shapes latents) instead of training a recipe: "
+        "a model file, or a generator run's state.pt (its EMA, mid-run too)",
+    )
     learn.add_argument("--json", help="also write the result to this JSON file")
-    learn.add_argument("recipe", nargs=argparse.REMAINDER,
-                       help="after '--': arguments of 'python -m tokenbridge.train generator'")
+    learn.add_argument(
+        "recipe", nargs=argparse.REMAINDER, help="after '--': arguments of 'python -m tokenbridge.train generator'"
+    )
     args = parser.parse_args(argv)
-    {"ablations": check_ablations, "evaluate": check_evaluate, "learnability": check_learnability}[args.what](parser, args)
+    {"ablations": check_ablations, "evaluate": check_evaluate, "learnability": check_learnability}[args.what](
+        parser, args
+    )
     return args
 
 
@@ -262,8 +328,10 @@ def check_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """The exports' folder exists; the VAE and classifier are what they claim; the JSON can be written."""
     cli.check(parser, "--assets", cli.input_folder, args.assets)
     if not any((Path(args.assets) / f"{name}.safetensors").exists() for name in VARIANTS):
-        parser.error(f"argument --assets: no exported variants in {args.assets!r}: train them first "
-                     f"(python -m tokenbridge.experiments ablations)")  # fmt: skip
+        parser.error(
+            f"argument --assets: no exported variants in {args.assets!r}: train them first "
+            f"(python -m tokenbridge.experiments ablations)"
+        )
     cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
     cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
     cli.check(parser, "--out", cli.output_file, args.out)
@@ -288,8 +356,18 @@ def check_learnability(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(f"the recipe may not set {', '.join(reserved)}: the harness sets it")
     latents = ["--latents", args.latents] if args.task == "shapes" else []  # the constant task writes its own
     with tempfile.TemporaryDirectory() as tmp:  # the argument list `learnability.train_recipe` builds
-        train.parse_args(["generator", "--out", args.run_dir or tmp, *latents, "--steps", str(args.steps),
-                          "--no-progress", *args.recipe])  # fmt: skip
+        train.parse_args(
+            [
+                "generator",
+                "--out",
+                args.run_dir or tmp,
+                *latents,
+                "--steps",
+                str(args.steps),
+                "--no-progress",
+                *args.recipe,
+            ]
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,8 +379,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.model:
             result = learnability.measure(args.trained, args.vae, args.classifier, args.heldout, args.samples)
         else:
-            result = learnability.run(args.recipe, args.steps, args.latents, args.vae, args.classifier, args.heldout,
-                                      args.samples, args.run_dir, args.task)  # fmt: skip
+            result = learnability.run(
+                args.recipe,
+                args.steps,
+                args.latents,
+                args.vae,
+                args.classifier,
+                args.heldout,
+                args.samples,
+                args.run_dir,
+                args.task,
+            )
         print(learnability.format_report(result))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -73,8 +73,8 @@ def border_ring(height: int, width: int, border: int = BORDER) -> torch.Tensor:
 
 def fit_background(images: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     """Least-squares quadratic colour surface ``[B, 3, H, W]`` fitted, per image and channel, to
-    the pixels where ``support`` (``[B, H, W]`` or one ``[H, W]`` for all) is True (float64 normal equations with a tiny ridge,
-    so an almost empty support still gives a finite, near-flat surface)."""
+    the pixels where ``support`` (``[B, H, W]`` or one ``[H, W]`` for all) is True (float64 normal
+    equations with a tiny ridge, so an almost empty support still gives a finite, near-flat surface)."""
     b, _, h, w = images.shape
     basis_PK = quadratic_basis(h, w).to(images.device)
     pixels_BPC = images.double().reshape(b, 3, h * w).transpose(1, 2)
@@ -86,8 +86,9 @@ def fit_background(images: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     return surface_BPC.transpose(1, 2).reshape(b, 3, h, w).to(images.dtype)
 
 
-def estimate_foreground(images: torch.Tensor, floor: float = FLOOR, border: int = BORDER,
-                        refits: int = REFITS) -> ForegroundEstimate:  # fmt: skip
+def estimate_foreground(
+    images: torch.Tensor, floor: float = FLOOR, border: int = BORDER, refits: int = REFITS
+) -> ForegroundEstimate:
     """Background, deviation and foreground mask of images ``[B, 3, H, W]`` in [-1, 1] (steps in
     the module docstring). An image with no pixel above the first threshold keeps it and gets an
     empty mask. Deterministic: no random draws."""
@@ -218,23 +219,33 @@ def foreground_samples(pipe, count: int, seed: int = 0, batch_size: int = 8, **s
         estimate = estimate_foreground(images)
         coverage_BN = token_coverage(estimate.mask, grid)
         committed_BTN = torch.stack([s.committed.cpu() for s in steps], dim=1)
-        parts.append({"images": images, "measures": proxy_measures(images, estimate),
-                      "step_share": committed_share(committed_BTN, coverage_BN),
-                      "first_step_score": region_means(steps[0].confidence.cpu(), coverage_BN)})  # fmt: skip
+        parts.append(
+            {
+                "images": images,
+                "measures": proxy_measures(images, estimate),
+                "step_share": committed_share(committed_BTN, coverage_BN),
+                "first_step_score": region_means(steps[0].confidence.cpu(), coverage_BN),
+            }
+        )
     return {**_concat(parts), "labels": labels, "seeds": seed + torch.arange(count)}
 
 
-def foreground_validation(images: torch.Tensor, masks: torch.Tensor, reconstructions: torch.Tensor,
-                          batch_size: int = 250) -> dict:  # fmt: skip
+def foreground_validation(
+    images: torch.Tensor, masks: torch.Tensor, reconstructions: torch.Tensor, batch_size: int = 250
+) -> dict:
     """IoU of the estimated masks with the ground-truth masks ``[N, H, W]``, on real images and
     on their VAE reconstructions (same masks)."""
     out = {}
     for name, x in (("real", images), ("reconstruction", reconstructions)):
-        iou = torch.cat([mask_iou(estimate_foreground(xb).mask, mb)
-                         for xb, mb in zip(x.split(batch_size), masks.split(batch_size))])  # fmt: skip
-        out[name] = {"iou_mean": round(float(iou.mean()), 4), "iou_min": round(float(iou.min()), 4),
-                     "iou_p01": round(float(iou.quantile(0.01)), 4),
-                     "share_iou_above_0.9": round(float((iou > 0.9).float().mean()), 4)}  # fmt: skip
+        iou = torch.cat(
+            [mask_iou(estimate_foreground(xb).mask, mb) for xb, mb in zip(x.split(batch_size), masks.split(batch_size))]
+        )
+        out[name] = {
+            "iou_mean": round(float(iou.mean()), 4),
+            "iou_min": round(float(iou.min()), 4),
+            "iou_p01": round(float(iou.quantile(0.01)), 4),
+            "share_iou_above_0.9": round(float((iou > 0.9).float().mean()), 4),
+        }
     return out
 
 

@@ -37,6 +37,27 @@ ABSOLUTE_POSITIONS = ("learned", "none")
 # ------------------------------------------------------------------------------------------------
 
 
+_POSITIVE_INTEGERS = (
+    "img_size", "vae_stride", "patch_size", "encoder_embed_dim", "encoder_depth", "encoder_num_heads",
+    "decoder_embed_dim", "decoder_depth", "decoder_num_heads", "channel_embed_dim", "channel_depth", "channel_heads",
+    "vae_embed_dim", "class_num", "buffer_size",
+)  # fmt: skip
+_WIDTH_AND_HEADS = (
+    ("encoder_embed_dim", "encoder_num_heads"),
+    ("decoder_embed_dim", "decoder_num_heads"),
+    ("channel_embed_dim", "channel_heads"),
+)
+_CHOICES = {
+    "head": HEADS,
+    "class_input": CLASS_INPUTS,
+    "local_mixing": LOCAL_MIXINGS,
+    "head_init": HEAD_INITS,
+    "absolute_position": ABSOLUTE_POSITIONS,
+    "position_bias": POSITION_BIASES,
+}
+"""`GeneratorConfig` fields checked by `GeneratorConfig._validate`: sizes, divisibility, named options."""
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Every size of the generator, stored inside each checkpoint (``to_dict`` / ``from_dict``).
@@ -107,10 +128,7 @@ class GeneratorConfig:
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("img_size", "vae_stride", "patch_size", "encoder_embed_dim", "encoder_depth",
-                     "encoder_num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads",
-                     "channel_embed_dim", "channel_depth", "channel_heads", "vae_embed_dim",
-                     "class_num", "buffer_size"):
+        for name in _POSITIVE_INTEGERS:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -119,35 +137,21 @@ class GeneratorConfig:
                 f"img_size {self.img_size} is not divisible by vae_stride × patch_size "
                 f"= {self.vae_stride * self.patch_size}"
             )
-        for dim, heads in (("encoder_embed_dim", "encoder_num_heads"),
-                           ("decoder_embed_dim", "decoder_num_heads"),
-                           ("channel_embed_dim", "channel_heads")):
+        for dim, heads in _WIDTH_AND_HEADS:
             if getattr(self, dim) % getattr(self, heads):
                 raise ValueError(f"{dim} {getattr(self, dim)} is not divisible by {heads} {getattr(self, heads)}")
         if self.quant_min != -self.quant_max or self.quant_max <= 0:
             raise ValueError(f"quant_min/quant_max must be -R/R with R > 0, got {self.quant_min}/{self.quant_max}")
-        if not 0.0 <= self.mask_ratio_min < 1.0:
-            raise ValueError(f"mask_ratio_min must be in [0, 1), got {self.mask_ratio_min}")
-        for name in ("label_drop_prob", "attn_dropout", "proj_dropout"):
+        for name in ("mask_ratio_min", "label_drop_prob", "attn_dropout", "proj_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.mlp_ratio <= 0 or self.norm_eps <= 0:
             raise ValueError(f"mlp_ratio and norm_eps must be positive, got {self.mlp_ratio}, {self.norm_eps}")
-        if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}; valid: {', '.join(HEADS)}")
         if not self.value_loss >= 0.0:
             raise ValueError(f"value_loss must be >= 0, got {self.value_loss}")
-        if self.class_input not in CLASS_INPUTS:
-            raise ValueError(f"unknown class_input {self.class_input!r}; valid: {', '.join(CLASS_INPUTS)}")
-        if self.local_mixing not in LOCAL_MIXINGS:
-            raise ValueError(f"unknown local_mixing {self.local_mixing!r}; valid: {', '.join(LOCAL_MIXINGS)}")
-        if self.head_init not in HEAD_INITS:
-            raise ValueError(f"unknown head_init {self.head_init!r}; valid: {', '.join(HEAD_INITS)}")
-        if self.absolute_position not in ABSOLUTE_POSITIONS:
-            raise ValueError(f"unknown absolute_position {self.absolute_position!r}; "
-                             f"valid: {', '.join(ABSOLUTE_POSITIONS)}")
-        if self.position_bias not in POSITION_BIASES:
-            raise ValueError(f"unknown position_bias {self.position_bias!r}; valid: {', '.join(POSITION_BIASES)}")
+        for name, valid in _CHOICES.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
         if self.channel_order is not None and sorted(self.channel_order) != list(range(self.token_dim)):
             raise ValueError(
                 f"channel_order must be a permutation of 0..{self.token_dim - 1}, got {self.channel_order}"
@@ -255,17 +259,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x_BTD: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
         b, t, d = x_BTD.shape
         qkv = self.qkv(x_BTD).reshape(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q_BHTd, k_BHTd, v_BHTd = qkv.unbind(0)
         q_BHTd, k_BHTd = self.q_norm(q_BHTd), self.k_norm(k_BHTd)
         if kv_cache is not None:
             keys, values = kv_cache
-            keys[:, :, start:start + t] = k_BHTd
-            values[:, :, start:start + t] = v_BHTd
-            k_BHTd, v_BHTd = keys[:, :, :start + t], values[:, :, :start + t]
+            keys[:, :, start : start + t] = k_BHTd
+            values[:, :, start : start + t] = v_BHTd
+            k_BHTd, v_BHTd = keys[:, :, : start + t], values[:, :, : start + t]
         if attn_mask is not None:
             attn_mask = attn_mask.to(q_BHTd.dtype)
         out = F.scaled_dot_product_attention(
@@ -300,8 +309,14 @@ class ChannelBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
-    def forward(self, x_MTD: torch.Tensor, cond_MTD: torch.Tensor, attn_mask: torch.Tensor,
-                kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x_MTD: torch.Tensor,
+        cond_MTD: torch.Tensor,
+        attn_mask: torch.Tensor,
+        kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(cond_MTD).chunk(6, dim=-1)
         x_MTD = x_MTD + gate_a * self.attn(modulate(self.norm1(x_MTD), shift_a, scale_a), attn_mask, kv_cache, start)
         return x_MTD + gate_m * self.mlp(modulate(self.norm2(x_MTD), shift_m, scale_m))
@@ -374,9 +389,9 @@ class LocalMixing(nn.Module):
 
     def forward(self, x_BLD: torch.Tensor) -> torch.Tensor:
         b, _, d = x_BLD.shape
-        grid_BDhw = self.norm(x_BLD[:, self.buffer:]).transpose(1, 2).reshape(b, d, self.grid, self.grid)
+        grid_BDhw = self.norm(x_BLD[:, self.buffer :]).transpose(1, 2).reshape(b, d, self.grid, self.grid)
         mixed_BND = F.gelu(self.depthwise(grid_BDhw)).flatten(2).transpose(1, 2)
-        return torch.cat([x_BLD[:, : self.buffer], x_BLD[:, self.buffer:] + self.pointwise(mixed_BND)], dim=1)
+        return torch.cat([x_BLD[:, : self.buffer], x_BLD[:, self.buffer :] + self.pointwise(mixed_BND)], dim=1)
 
 
 @dataclass
@@ -461,10 +476,12 @@ class TokenBridge(nn.Module):
                 LocalMixing(dec, cfg.grid_size, cfg.buffer_size, cfg.norm_eps) for _ in range(cfg.decoder_depth)
             )
         if cfg.position_bias == "relative":
-            self.encoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.encoder_num_heads,
-                                                              cfg.encoder_depth)
-            self.decoder_position_bias = RelativePositionBias(cfg.grid_size, cfg.buffer_size, cfg.decoder_num_heads,
-                                                              cfg.decoder_depth)
+            self.encoder_position_bias = RelativePositionBias(
+                cfg.grid_size, cfg.buffer_size, cfg.encoder_num_heads, cfg.encoder_depth
+            )
+            self.decoder_position_bias = RelativePositionBias(
+                cfg.grid_size, cfg.buffer_size, cfg.decoder_num_heads, cfg.decoder_depth
+            )
 
     def _build_channel_head(self, cfg: GeneratorConfig) -> None:
         """The channel head (the parallel head has no token embeddings: it never sees sampled channels)."""
@@ -489,8 +506,14 @@ class TokenBridge(nn.Module):
 
         ``token_embeddings`` keep PyTorch's N(0, 1) default, as in the official code.
         """
-        for p in (self.class_emb.weight, self.fake_latent, self.mask_token, self.channel_embed,
-                  self.timesteps_embeddings, *self._position_tables()):
+        for p in (
+            self.class_emb.weight,
+            self.fake_latent,
+            self.mask_token,
+            self.channel_embed,
+            self.timesteps_embeddings,
+            *self._position_tables(),
+        ):
             nn.init.normal_(p, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -576,7 +599,9 @@ class TokenBridge(nn.Module):
         tokens_BND = self.z_proj(x_BNC.to(self.fake_latent.dtype))
         b, _, d = tokens_BND.shape
         buffer_BKD = class_BD[:, None].expand(b, self.config.buffer_size, d)
-        h_BLD = self.z_proj_ln(self._add_position(torch.cat([buffer_BKD, tokens_BND], dim=1), "encoder_pos_embed_learned"))
+        h_BLD = self.z_proj_ln(
+            self._add_position(torch.cat([buffer_BKD, tokens_BND], dim=1), "encoder_pos_embed_learned")
+        )
         h_BTD = h_BLD[keep_BL].reshape(b, -1, d)  # drop unknown positions (same count per row)
         biases = self.encoder_position_bias(keep_BL) if self.config.position_bias == "relative" else None
         return self.encoder_norm(self._run_blocks(self.encoder_blocks, h_BTD, biases))
@@ -586,17 +611,24 @@ class TokenBridge(nn.Module):
         ``class_BD`` (the class embedding) is used only with ``class_input="buffer+decoder"``."""
         h_BTD = self.decoder_embed(h_BTD)
         b, length = keep_BL.shape
-        full_BLD = self.mask_token.to(h_BTD.dtype).expand(b, length, h_BTD.shape[-1]).masked_scatter(keep_BL[..., None], h_BTD)
+        full_BLD = (
+            self.mask_token.to(h_BTD.dtype).expand(b, length, h_BTD.shape[-1]).masked_scatter(keep_BL[..., None], h_BTD)
+        )
         if self.config.class_input == "buffer+decoder":
             full_BLD = full_BLD + self.decoder_class_proj(class_BD)[:, None]
         biases = self.decoder_position_bias() if self.config.position_bias == "relative" else None
         mixing = self.decoder_mixing if self.config.local_mixing == "conv" else None
         full_BLD = self._add_position(full_BLD, "decoder_pos_embed_learned")
         h_BLD = self._run_blocks(self.decoder_blocks, full_BLD, biases, mixing)
-        return self._add_position(self.decoder_norm(h_BLD)[:, self.config.buffer_size:], "output_pos_embed")
+        return self._add_position(self.decoder_norm(h_BLD)[:, self.config.buffer_size :], "output_pos_embed")
 
-    def _run_blocks(self, blocks: nn.ModuleList, h: torch.Tensor, biases: list[torch.Tensor] | None,
-                    mixing: nn.ModuleList | None = None) -> torch.Tensor:
+    def _run_blocks(
+        self,
+        blocks: nn.ModuleList,
+        h: torch.Tensor,
+        biases: list[torch.Tensor] | None,
+        mixing: nn.ModuleList | None = None,
+    ) -> torch.Tensor:
         """``blocks`` in turn; ``biases``: one attention bias per block (`RelativePositionBias`) or None;
         ``mixing``: a `LocalMixing` after each block, or None."""
         for i, block in enumerate(blocks):
@@ -677,8 +709,14 @@ class TokenBridge(nn.Module):
             x_MTD = torch.stack([cond_MD, *embedded], dim=1)
         return x_MTD + self.channel_embed[:, :length]
 
-    def _channel_trunk(self, x_MTD: torch.Tensor, cond_MD: torch.Tensor, start: int, attn_mask: torch.Tensor,
-                       caches: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    def _channel_trunk(
+        self,
+        x_MTD: torch.Tensor,
+        cond_MD: torch.Tensor,
+        start: int,
+        attn_mask: torch.Tensor,
+        caches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """Channel blocks + norms for positions ``start..start+T-1``, AdaLN on ``cond + timestep``."""
         steps_1TD = self.timesteps_embeddings[:, start : start + x_MTD.shape[1]]
         cond_MTD = cond_MD[:, None] + steps_1TD
@@ -708,9 +746,14 @@ class TokenBridge(nn.Module):
         ranks_BN = scores_BN.masked_fill(~mask_BN, 2.0).argsort(dim=1).argsort(dim=1)
         return mask_BN & (ranks_BN < keep)
 
-    def forward(self, indices_BNC: torch.Tensor, labels_B: torch.Tensor, rng: torch.Generator,
-                return_channel_ce: bool = False,
-                head_positions: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        indices_BNC: torch.Tensor,
+        labels_B: torch.Tensor,
+        rng: torch.Generator,
+        return_channel_ce: bool = False,
+        head_positions: int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over masked positions × channels (MAR masking, label drop), plus
         ``value_loss`` × the mean squared error of ``value_head(z)`` against the dequantized values
         of the same positions when the config asks for it.
@@ -761,8 +804,14 @@ def _on_default_device(values: torch.Tensor) -> torch.Tensor:
 
 def _backbone(width: int, depth: int, heads: int) -> dict:
     """Encoder and decoder of one width, depth and head count (as every preset has them)."""
-    return dict(encoder_embed_dim=width, encoder_depth=depth, encoder_num_heads=heads,
-                decoder_embed_dim=width, decoder_depth=depth, decoder_num_heads=heads)
+    return dict(
+        encoder_embed_dim=width,
+        encoder_depth=depth,
+        encoder_num_heads=heads,
+        decoder_embed_dim=width,
+        decoder_depth=depth,
+        decoder_num_heads=heads,
+    )
 
 
 def _head(width: int, depth: int, heads: int) -> dict:
@@ -778,13 +827,29 @@ def _config(*parts: dict, **fields) -> GeneratorConfig:
     return GeneratorConfig(**merged)
 
 
-_OFFICIAL = dict(img_size=256, vae_stride=16, vae_embed_dim=16, quant_levels=64, class_num=1000,
-                 norm_eps=1e-6, channel_order=OFFICIAL_KL16_ORDER)
+_OFFICIAL = dict(
+    img_size=256,
+    vae_stride=16,
+    vae_embed_dim=16,
+    quant_levels=64,
+    class_num=1000,
+    norm_eps=1e-6,
+    channel_order=OFFICIAL_KL16_ORDER,
+)
 # Embedded default: 64×64 images, stride-8 VAE with 16 channels -> 8×8 = 64 tokens, 10 classes.
 # The channel head runs on every masked position × 16 channels, so it dominates training compute
 # on a CPU: it stays narrow. A 16-token buffer (official: 64 for 256 tokens) keeps the ratio.
-_SMALL = dict(img_size=64, vae_stride=8, vae_embed_dim=16, quant_levels=64, class_num=10, norm_eps=1e-6,
-              buffer_size=16, **_backbone(192, 4, 6), **_head(128, 2, 4))
+_SMALL = dict(
+    img_size=64,
+    vae_stride=8,
+    vae_embed_dim=16,
+    quant_levels=64,
+    class_num=10,
+    norm_eps=1e-6,
+    buffer_size=16,
+    **_backbone(192, 4, 6),
+    **_head(128, 2, 4),
+)
 # Ablation models (Table 2 of the paper at small scale): the embedded data layout with a narrower,
 # shallower backbone, so that five of them train in a CPU session and fit in `assets/` together.
 _ABLATION = {**_SMALL, **_backbone(128, 3, 4)}

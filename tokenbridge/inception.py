@@ -270,8 +270,9 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
 
 
 @torch.no_grad()
-def inception_features(images: torch.Tensor | Iterable[torch.Tensor], model: FIDInceptionV3 | None = None,
-                       batch_size: int = 50) -> torch.Tensor:  # fmt: skip
+def inception_features(
+    images: torch.Tensor | Iterable[torch.Tensor], model: FIDInceptionV3 | None = None, batch_size: int = 50
+) -> torch.Tensor:
     """pool3 features ``[N, 2048]`` float32 on the CPU of images ``[N, 3, H, W]`` in [-1, 1].
 
     ``images`` is one tensor (split into ``batch_size`` chunks) or an iterable of batches. Without
@@ -289,8 +290,9 @@ def inception_features(images: torch.Tensor | Iterable[torch.Tensor], model: FID
     return torch.cat(feats)
 
 
-def inception_statistics(images: torch.Tensor | Iterable[torch.Tensor], model: FIDInceptionV3 | None = None,
-                         batch_size: int = 50):  # fmt: skip
+def inception_statistics(
+    images: torch.Tensor | Iterable[torch.Tensor], model: FIDInceptionV3 | None = None, batch_size: int = 50
+):
     """`tokenbridge.metrics.FeatureStats` of the Inception features (FID = `frechet_distance` of two)."""
     from tokenbridge.metrics import feature_statistics
 

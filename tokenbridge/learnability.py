@@ -79,8 +79,9 @@ def train_recipe(recipe: list[str], steps: int, out_dir: Path, latents: str) -> 
 
 
 @torch.no_grad()
-def masked_cross_entropy(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor,
-                         mask_BN: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def masked_cross_entropy(
+    model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, mask_BN: torch.Tensor
+) -> torch.Tensor:
     """Teacher-forced CE ``[M, C]`` (nats; generation order) at the masked positions of ``mask_BN``
     given the unmasked ones; no label drop, no dropout."""
     model.eval()
@@ -97,8 +98,9 @@ def random_mask(batch: int, seq_len: int, known: int, rng: torch.Generator) -> t
     return torch.ones(batch, seq_len, dtype=torch.bool).scatter_(1, permutation_BN[:, :known], False)
 
 
-def cross_entropy_by_known(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor,
-                           known_counts=KNOWN_COUNTS, seed: int = 0) -> dict:  # fmt: skip
+def cross_entropy_by_known(
+    model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, known_counts=KNOWN_COUNTS, seed: int = 0
+) -> dict:
     """``{known: {"ce": all channels, "ce_first": first generated channel}}`` on held-out tokens,
     the same masks for every model (drawn from ``seed``)."""
     rng = torch.Generator().manual_seed(seed)
@@ -116,12 +118,15 @@ def copy_test(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Ten
     n = model.config.seq_len
     mask_BN = random_mask(len(indices_BNC), n, n - 1, torch.Generator().manual_seed(seed))
     ce_first_M = masked_cross_entropy(model, indices_BNC, labels_B, mask_BN)[:, 0]
-    return {"median_p_first": round(float(torch.exp(-ce_first_M).median()), 4),
-            "ce_first": round(float(ce_first_M.mean()), 4)}  # fmt: skip
+    return {
+        "median_p_first": round(float(torch.exp(-ce_first_M).median()), 4),
+        "ce_first": round(float(ce_first_M.mean()), 4),
+    }
 
 
-def class_use(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, known: int = CLASS_USE_KNOWN,
-              seed: int = 0) -> float:  # fmt: skip
+def class_use(
+    model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, known: int = CLASS_USE_KNOWN, seed: int = 0
+) -> float:
     """How much the class label lowers held-out CE (nats per channel, all channels) with ``known``
     tokens known: CE under the next class's label minus CE under the true one. Near 0, the model
     ignores the label, and guidance has nothing to amplify: samples cannot show their class."""
@@ -133,9 +138,11 @@ def class_use(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Ten
 
 def context_measures(model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor) -> dict:
     """Held-out CE by known tokens, the copy test and the class use on these tokens."""
-    return {"ce_by_known": cross_entropy_by_known(model, indices_BNC, labels_B),
-            "copy_test": copy_test(model, indices_BNC, labels_B),
-            "class_use": class_use(model, indices_BNC, labels_B)}
+    return {
+        "ce_by_known": cross_entropy_by_known(model, indices_BNC, labels_B),
+        "copy_test": copy_test(model, indices_BNC, labels_B),
+        "class_use": class_use(model, indices_BNC, labels_B),
+    }
 
 
 def heldout_tokens(pipe, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,18 +156,30 @@ def heldout_tokens(pipe, count: int) -> tuple[torch.Tensor, torch.Tensor]:
 def report(model: TokenBridge, vae, classifier, heldout: int = 500, samples: int = 200) -> dict:
     """Every measure of the module docstring for one model trained on shapes latents."""
     if model.config.class_num != len(ShapesDataset.classes):
-        raise ValueError(f"the harness measures on held-out shapes ({len(ShapesDataset.classes)} classes); the model "
-                         f"has {model.config.class_num}: train it on shapes latents")  # fmt: skip
+        raise ValueError(
+            f"the harness measures on held-out shapes ({len(ShapesDataset.classes)} classes); the model "
+            f"has {model.config.class_num}: train it on shapes latents"
+        )
     pipe = Pipeline(vae, model, classes=ShapesDataset.classes, device="cpu")
     out = context_measures(model, *heldout_tokens(pipe, heldout))
     if samples:
-        out["class_accuracy"] = {order: generation_metrics(pipe, classifier, samples, order=order)["class_accuracy"]
-                                 for order in ORDERS}  # fmt: skip
+        out["class_accuracy"] = {
+            order: generation_metrics(pipe, classifier, samples, order=order)["class_accuracy"] for order in ORDERS
+        }
     return out
 
 
-def run(recipe: list[str], steps: int, latents: str, vae_path: str, classifier_path: str, heldout: int = 500,
-        samples: int = 200, out_dir: str | None = None, task: str = "shapes") -> dict:  # fmt: skip
+def run(
+    recipe: list[str],
+    steps: int,
+    latents: str,
+    vae_path: str,
+    classifier_path: str,
+    heldout: int = 500,
+    samples: int = 200,
+    out_dir: str | None = None,
+    task: str = "shapes",
+) -> dict:
     """Train ``recipe`` for ``steps`` steps on ``task`` (in ``out_dir``, or a temporary folder)
     and measure it: `report` for shapes latents, `context_measures` for the constant task."""
     if task not in TASKS:
@@ -193,8 +212,9 @@ def trained_generator(path: str) -> tuple[TokenBridge, str]:
     return model, f"{path} (EMA at step {int(state['step'])})"
 
 
-def measure(trained: str | tuple[TokenBridge, str], vae_path: str, classifier_path: str, heldout: int = 500,
-            samples: int = 200) -> dict:  # fmt: skip
+def measure(
+    trained: str | tuple[TokenBridge, str], vae_path: str, classifier_path: str, heldout: int = 500, samples: int = 200
+) -> dict:
     """`report` for a generator trained on shapes latents: a path for `trained_generator` (a file,
     e.g. the shipped one, or a run's state), or what it returned (the CLI loads it once, to check it)."""
     model, label = trained if isinstance(trained, tuple) else trained_generator(trained)
@@ -209,16 +229,20 @@ def format_report(result: dict) -> str:
     if "model" in result:
         title = f"shapes task, model {result['model']}"
     else:
-        title = (f"{result['task']} task, recipe: {' '.join(result['recipe']) or '(defaults)'}; {result['steps']} "
-                 f"steps, {result['wall_time_s']:.0f} s")
-    lines = [title,
-             "known tokens      " + " ".join(f"{k:>6}" for k in known),
-             "held-out CE       " + " ".join(f"{v['ce']:>6.3f}" for v in known.values()),
-             "  first channel   " + " ".join(f"{v['ce_first']:>6.3f}" for v in known.values()),
-             f"copy test: median p(first channel) {result['copy_test']['median_p_first']:.3f}, "
-             f"CE {result['copy_test']['ce_first']:.3f}",
-             f"class use (CE with the wrong label - with the true one, {CLASS_USE_KNOWN} known): "
-             f"{result['class_use']:.4f} nats"]  # fmt: skip
+        title = (
+            f"{result['task']} task, recipe: {' '.join(result['recipe']) or '(defaults)'}; {result['steps']} "
+            f"steps, {result['wall_time_s']:.0f} s"
+        )
+    lines = [
+        title,
+        "known tokens      " + " ".join(f"{k:>6}" for k in known),
+        "held-out CE       " + " ".join(f"{v['ce']:>6.3f}" for v in known.values()),
+        "  first channel   " + " ".join(f"{v['ce_first']:>6.3f}" for v in known.values()),
+        f"copy test: median p(first channel) {result['copy_test']['median_p_first']:.3f}, "
+        f"CE {result['copy_test']['ce_first']:.3f}",
+        f"class use (CE with the wrong label - with the true one, {CLASS_USE_KNOWN} known): "
+        f"{result['class_use']:.4f} nats",
+    ]
     if "class_accuracy" in result:
         acc = result["class_accuracy"]
         lines.append(f"class accuracy: random {acc['random']:.1%}, confidence {acc['confidence']:.1%}")

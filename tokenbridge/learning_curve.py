@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 from tokenbridge import checkpoints, cli
+from tokenbridge.devices import pick_device
 from tokenbridge.evaluation import generation_metrics
 from tokenbridge.files import write_json
 from tokenbridge.generator import TokenBridge
 from tokenbridge.learnability import heldout_tokens, masked_cross_entropy, random_mask
-from tokenbridge.devices import pick_device
 from tokenbridge.pipeline import Pipeline
 
 KNOWN_FRACTION = 0.25
@@ -70,8 +70,15 @@ def generative_accuracy(model: TokenBridge, indices_BNC: torch.Tensor, labels_B:
     return round(float((ce_BK.argmin(dim=1) == labels_B).float().mean()), 4)
 
 
-def measure_snapshot(path: Path, vae, classifier, samples: int, cfg: float, heldout: tuple[torch.Tensor, torch.Tensor],
-                     device: str = "auto") -> dict:  # fmt: skip
+def measure_snapshot(
+    path: Path,
+    vae,
+    classifier,
+    samples: int,
+    cfg: float,
+    heldout: tuple[torch.Tensor, torch.Tensor],
+    device: str = "auto",
+) -> dict:
     """One learning-curve entry for the snapshot file ``path`` (see the module docstring);
     ``heldout``: the held-out `heldout_tokens` and labels, shared by a run's snapshots."""
     start = time.time()
@@ -88,15 +95,25 @@ def measure_snapshot(path: Path, vae, classifier, samples: int, cfg: float, held
     return entry
 
 
-def update_curve(run: str | Path, vae_path: str, classifier_path: str, out: str | Path, samples: int = 200,
-                 cfg: float = 3.0, heldout: int = 200, command: str = "", device: str = "auto") -> dict:  # fmt: skip
+def update_curve(
+    run: str | Path,
+    vae_path: str,
+    classifier_path: str,
+    out: str | Path,
+    samples: int = 200,
+    cfg: float = 3.0,
+    heldout: int = 200,
+    command: str = "",
+    device: str = "auto",
+) -> dict:
     """Measure every snapshot of ``run`` not yet in ``out`` and rewrite ``out`` after each; the curve."""
     out = Path(out)
     curve = json.loads(out.read_text()) if out.exists() else {}
     settings = {"run": str(run), "samples": samples, "cfg": cfg, "heldout": heldout}
     if curve and curve.get("settings") != settings:
-        raise ValueError(f"{str(out)!r} holds a curve measured with {curve.get('settings')}, not {settings}: "
-                         f"choose another --out")  # fmt: skip
+        raise ValueError(
+            f"{str(out)!r} holds a curve measured with {curve.get('settings')}, not {settings}: choose another --out"
+        )
     curve = {"settings": settings, "command": command, "entries": curve.get("entries", [])}
     done = {entry["step"] for entry in curve["entries"]}
     vae = checkpoints.load_model(vae_path, kind="vae")
@@ -117,9 +134,11 @@ def update_curve(run: str | Path, vae_path: str, classifier_path: str, out: str 
 
 def format_entry(entry: dict, cfg: float) -> str:
     """One line: step, samples seen, class accuracy at CFG 1 and ``cfg``, generative accuracy."""
-    return (f"step {entry['step']:>6}  samples {entry['samples_seen']:>8,}  class acc CFG 1 "
-            f"{entry['cfg_1']['class_accuracy']:6.1%}  CFG {cfg:g} {entry[f'cfg_{cfg:g}']['class_accuracy']:6.1%}  "
-            f"generative {entry['generative_accuracy']:6.1%}  FD-shapes {entry[f'cfg_{cfg:g}']['fd_shapes']:.2f}")
+    return (
+        f"step {entry['step']:>6}  samples {entry['samples_seen']:>8,}  class acc CFG 1 "
+        f"{entry['cfg_1']['class_accuracy']:6.1%}  CFG {cfg:g} {entry[f'cfg_{cfg:g}']['class_accuracy']:6.1%}  "
+        f"generative {entry['generative_accuracy']:6.1%}  FD-shapes {entry[f'cfg_{cfg:g}']['fd_shapes']:.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae", default="assets/vae_small.safetensors", help="the VAE the run's latents came from")
     parser.add_argument("--classifier", default="assets/classifier.safetensors")
     parser.add_argument("--samples", type=cli.number(int, 10), default=200, help="samples per CFG scale")
-    parser.add_argument("--cfg", type=cli.number(float, 1.0), default=3.0, help="the guided scale measured beside CFG 1")
+    parser.add_argument(
+        "--cfg", type=cli.number(float, 1.0), default=3.0, help="the guided scale measured beside CFG 1"
+    )
     parser.add_argument("--heldout", type=cli.number(int, 10), default=200, help="held-out images classified")
     parser.add_argument("--out", default="results/learning_curve.json")
     parser.add_argument("--device", type=cli.device, default="auto")
@@ -140,8 +161,20 @@ def main(argv: list[str] | None = None) -> None:
     cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
     cli.check(parser, "--out", cli.output_file, args.out)
     command = "python -m tokenbridge.learning_curve " + shlex.join(sys.argv[1:] if argv is None else argv)
-    curve = cli.check(parser, "--out", update_curve, args.run, args.vae, args.classifier, args.out, args.samples,
-                      args.cfg, args.heldout, command, args.device)  # fmt: skip
+    curve = cli.check(
+        parser,
+        "--out",
+        update_curve,
+        args.run,
+        args.vae,
+        args.classifier,
+        args.out,
+        args.samples,
+        args.cfg,
+        args.heldout,
+        command,
+        args.device,
+    )
     figure = Path(args.out).with_suffix(".png")
     plot_learning_curve(curve["entries"], args.cfg).savefig(figure, dpi=120)
     print(f"wrote {args.out} ({len(curve['entries'])} entries) and {figure}")

@@ -70,8 +70,9 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> flo
 
 
 @torch.no_grad()
-def classifier_outputs(classifier: torch.nn.Module, batches: Iterable[torch.Tensor],
-                       device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def classifier_outputs(
+    classifier: torch.nn.Module, batches: Iterable[torch.Tensor], device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features [N, D], predicted labels [N])`` of the classifier over image batches ``[B, 3, H, W]``."""
     feats, preds = [], []
     classifier = classifier.to(device).eval()
@@ -119,5 +120,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict
     if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"need two [N, D] feature sets of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
     real, fake = real.double(), fake.double()
-    return {"precision": _coverage(fake, real, _knn_radii(real, k)),
-            "recall": _coverage(real, fake, _knn_radii(fake, k))}  # fmt: skip
+    return {
+        "precision": _coverage(fake, real, _knn_radii(real, k)),
+        "recall": _coverage(real, fake, _knn_radii(fake, k)),
+    }

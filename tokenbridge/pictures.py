@@ -49,8 +49,9 @@ def _font(scale: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=10 + 2 * scale)
 
 
-def labelled_grid(images: torch.Tensor, columns: int, row_labels: Sequence[str] | None = None,
-                  scale: int = 1) -> np.ndarray:  # fmt: skip
+def labelled_grid(
+    images: torch.Tensor, columns: int, row_labels: Sequence[str] | None = None, scale: int = 1
+) -> np.ndarray:
     """``[B, 3, H, W]`` in [-1, 1] as one picture, ``scale`` × enlarged, ``columns`` per row, each row's
     label (e.g. its class) written left of it. One image alone comes back bare (no border, no label):
     a picture to edit, not a grid."""
@@ -68,8 +69,9 @@ def labelled_grid(images: torch.Tensor, columns: int, row_labels: Sequence[str] 
     picture.paste(Image.fromarray(grid), (width, 0))
     draw = ImageDraw.Draw(picture)
     for r, text in enumerate(row_labels):
-        draw.text((2 * scale, GAP * scale + r * row_height + row_height // 2), text, fill="black", font=font,
-                  anchor="lm")  # fmt: skip
+        draw.text(
+            (2 * scale, GAP * scale + r * row_height + row_height // 2), text, fill="black", font=font, anchor="lm"
+        )
     return np.asarray(picture)
 
 
@@ -77,7 +79,8 @@ def before_after(before: torch.Tensor, after: torch.Tensor, region: torch.Tensor
     """One image ``[3, H, W]`` before and after an edit, side by side (``GAP`` white pixels between),
     ``scale`` × enlarged, the edited cells (bool ``[h, w]`` token grid) outlined in both."""
     cells = torch.as_tensor(region).numpy()
-    shown = [outline(enlarge(to_uint8_image(x), scale), cells.shape[0], cells, width=max(1, scale))
-             for x in (before, after)]  # fmt: skip
+    shown = [
+        outline(enlarge(to_uint8_image(x), scale), cells.shape[0], cells, width=max(1, scale)) for x in (before, after)
+    ]
     gap = np.full((shown[0].shape[0], GAP * scale, 3), 255, np.uint8)
     return np.concatenate([shown[0], gap, shown[1]], axis=1)

@@ -65,8 +65,14 @@ def _load_generator(path: str | os.PathLike):
 class Pipeline:
     """VAE + generator (optional) + quantizer on one device; see the module docstring."""
 
-    def __init__(self, vae, generator=None, classes: Sequence[str] | None = None,
-                 device: str | torch.device | None = "auto", source: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        vae,
+        generator=None,
+        classes: Sequence[str] | None = None,
+        device: str | torch.device | None = "auto",
+        source: dict | None = None,
+    ):
         self.device = pick_device(device)
         self.vae = vae.to(self.device).eval()
         self.generator = generator.to(self.device).eval() if generator is not None else None
@@ -85,8 +91,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, name: str | None = None, *, vae: str | os.PathLike | None = None,
-             generator: str | os.PathLike | None = None, device: str | torch.device | None = "auto") -> "Pipeline":  # fmt: skip
+    def load(
+        cls,
+        name: str | None = None,
+        *,
+        vae: str | os.PathLike | None = None,
+        generator: str | os.PathLike | None = None,
+        device: str | torch.device | None = "auto",
+    ) -> "Pipeline":
         """``Pipeline.load("embedded")`` or ``Pipeline.load(vae=PATH, generator=PATH)``.
 
         Paths ending in ``.safetensors`` are our format; others are official torch checkpoints
@@ -100,8 +112,9 @@ class Pipeline:
             vae, generator = EMBEDDED["vae"], EMBEDDED["generator"]
             for kind, path in EMBEDDED.items():
                 if not path.is_file():
-                    raise FileNotFoundError(f"the embedded {kind} {path} is missing: reinstall the kit, or train it "
-                                            f"(see assets/README.md)")  # fmt: skip
+                    raise FileNotFoundError(
+                        f"the embedded {kind} {path} is missing: reinstall the kit, or train it (see assets/README.md)"
+                    )
         if vae is None:
             raise ValueError("a VAE is required: Pipeline.load('embedded') or Pipeline.load(vae=PATH, ...)")
         vae_model = _load_vae(vae)
@@ -112,11 +125,15 @@ class Pipeline:
     def _check_compatible(self) -> None:
         vae_config, generator_config = self.vae.config, self.generator.config
         if generator_config.vae_embed_dim != vae_config.embed_dim:
-            raise ValueError(f"mismatched VAE and generator: the VAE has {vae_config.embed_dim} latent channels, the "
-                             f"generator expects {generator_config.vae_embed_dim}")  # fmt: skip
+            raise ValueError(
+                f"mismatched VAE and generator: the VAE has {vae_config.embed_dim} latent channels, the "
+                f"generator expects {generator_config.vae_embed_dim}"
+            )
         if generator_config.vae_stride != vae_config.downsampling_factor:
-            raise ValueError(f"mismatched VAE and generator: VAE stride {vae_config.downsampling_factor}, generator "
-                             f"expects {generator_config.vae_stride}")  # fmt: skip
+            raise ValueError(
+                f"mismatched VAE and generator: VAE stride {vae_config.downsampling_factor}, generator "
+                f"expects {generator_config.vae_stride}"
+            )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -129,7 +146,11 @@ class Pipeline:
 
     def autocast(self):
         """bf16 autocast on CUDA, nothing on the CPU (fp32 there: exact and deterministic)."""
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+        return (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else torch.autocast("cpu", enabled=False)
+        )
 
     # ------------------------------------------------------------------ VAE side
     @torch.no_grad()
@@ -151,8 +172,9 @@ class Pipeline:
     def dequantize(self, indices: torch.Tensor, quantizer: GaussianQuantizer | None = None) -> torch.Tensor:
         return (quantizer or self.quantizer).dequantize(indices)
 
-    def reconstruct(self, images: torch.Tensor, quantizer: GaussianQuantizer | None = None,
-                    quantized: bool = True) -> torch.Tensor:  # fmt: skip
+    def reconstruct(
+        self, images: torch.Tensor, quantizer: GaussianQuantizer | None = None, quantized: bool = True
+    ) -> torch.Tensor:
         """Encode → (quantize → dequantize) → decode; ``quantized=False`` skips the quantizer."""
         latents = self.encode(images)
         if quantized:
@@ -181,8 +203,15 @@ class Pipeline:
         if self.generator is None:
             raise ValueError("this pipeline has no generator: load one to generate images")
 
-    def steps(self, labels: Sequence[int] | torch.Tensor | None, seed: int = 0, preview: bool = False,
-              batch_size: int = 1, settings: SamplerSettings | None = None, **sampler) -> Iterator[PreviewStep]:
+    def steps(
+        self,
+        labels: Sequence[int] | torch.Tensor | None,
+        seed: int = 0,
+        preview: bool = False,
+        batch_size: int = 1,
+        settings: SamplerSettings | None = None,
+        **sampler,
+    ) -> Iterator[PreviewStep]:
         """A `PreviewStep` per sampling iteration (``preview`` decodes the committed tokens).
 
         ``labels``: class ids ``[B]`` (None: ``batch_size`` unconditional images). Row ``i`` uses
@@ -197,8 +226,9 @@ class Pipeline:
         settings = SamplerSettings() if settings is None else settings
         return self._run(labels_B, rows, seed, preview, settings, sampler)
 
-    def _run(self, labels_B, rows: int, seed: int, preview: bool, settings: SamplerSettings,
-             sampler: dict) -> Iterator[PreviewStep]:
+    def _run(
+        self, labels_B, rows: int, seed: int, preview: bool, settings: SamplerSettings, sampler: dict
+    ) -> Iterator[PreviewStep]:
         """Start the sampler (it validates its arguments now) with one RNG per row, seeded ``seed + i``."""
         rngs = [torch.Generator(self.device).manual_seed(seed + i) for i in range(rows)]
         if labels_B is not None:
@@ -231,8 +261,16 @@ class Pipeline:
         self._require_generator()
         return self.quantize(self.generator.patchify(self.encode(images)))
 
-    def edit_steps(self, tokens: torch.Tensor, region, labels=None, seed: int = 0, preview: bool = False,
-                   settings: SamplerSettings | None = None, **sampler) -> Iterator[PreviewStep]:
+    def edit_steps(
+        self,
+        tokens: torch.Tensor,
+        region,
+        labels=None,
+        seed: int = 0,
+        preview: bool = False,
+        settings: SamplerSettings | None = None,
+        **sampler,
+    ) -> Iterator[PreviewStep]:
         """A `PreviewStep` per iteration of re-sampling ``region`` with the other tokens as known context.
 
         ``tokens``: ``[B, N, C]`` indices (VAE channel order, e.g. from `generate_tokens` or
@@ -246,8 +284,9 @@ class Pipeline:
         tokens = torch.as_tensor(tokens)
         if tokens.dim() != 3:
             config = self.generator.config
-            raise ValueError(f"tokens must be [B, {config.seq_len}, {config.token_dim}] indices, got shape "
-                             f"{list(tokens.shape)}")  # fmt: skip
+            raise ValueError(
+                f"tokens must be [B, {config.seq_len}, {config.token_dim}] indices, got shape {list(tokens.shape)}"
+            )
         b = tokens.shape[0]
         mask_BN = self._region_mask(region, b)
         labels_B = self._labels(labels)
@@ -264,16 +303,20 @@ class Pipeline:
         g = self.generator.config.grid_size
         region = torch.as_tensor(region)
         if region.dtype != torch.bool or tuple(region.shape) not in ((g, g), (batch, g, g)):
-            raise ValueError(f"region must be a bool tensor [{g}, {g}] or [{batch}, {g}, {g}] on the {g}×{g} "
-                             f"token grid (True = re-sample), got {region.dtype} {list(region.shape)}")  # fmt: skip
+            raise ValueError(
+                f"region must be a bool tensor [{g}, {g}] or [{batch}, {g}, {g}] on the {g}×{g} "
+                f"token grid (True = re-sample), got {region.dtype} {list(region.shape)}"
+            )
         mask_BN = region.expand(batch, g, g).reshape(batch, g * g)
         counts = mask_BN.sum(dim=1)
         if bool((counts == 0).any()):
             empty = (counts == 0).nonzero()[:, 0].tolist()
             raise ValueError(f"the region is empty (no cell selected) for image(s) {empty}")
         if bool((counts != counts[0]).any()):
-            raise ValueError(f"the region must select the same number of cells in every image, got "
-                             f"{counts.tolist()}: edit them one at a time (image i uses seed + i)")  # fmt: skip
+            raise ValueError(
+                f"the region must select the same number of cells in every image, got "
+                f"{counts.tolist()}: edit them one at a time (image i uses seed + i)"
+            )
         return mask_BN
 
     def edit_tokens(self, tokens: torch.Tensor, region, labels=None, seed: int = 0, **sampler) -> torch.Tensor:
@@ -284,8 +327,16 @@ class Pipeline:
         edited = _final_tokens(self.edit_steps(tokens, region, labels, seed, **sampler))
         return edited.to(torch.as_tensor(tokens).dtype)
 
-    def edit(self, images: torch.Tensor, region, labels=None, seed: int = 0, feather: float = FEATHER,
-             paste: bool = True, **sampler) -> torch.Tensor:  # fmt: skip
+    def edit(
+        self,
+        images: torch.Tensor,
+        region,
+        labels=None,
+        seed: int = 0,
+        feather: float = FEATHER,
+        paste: bool = True,
+        **sampler,
+    ) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` (or one ``[3, H, W]``, H = W = `image_size`) with ``region`` re-sampled.
 
         Encode → quantize → `edit_tokens` → decode, then (``paste``) `compositing.paste_back` into
@@ -297,8 +348,10 @@ class Pipeline:
         size = self.image_size
         batch = images[None] if images.dim() == 3 else images
         if batch.dim() != 4 or tuple(batch.shape[1:]) != (3, size, size):
-            raise ValueError(f"images must be [B, 3, {size}, {size}] or [3, {size}, {size}] in [-1, 1], got "
-                             f"shape {list(images.shape)}")  # fmt: skip
+            raise ValueError(
+                f"images must be [B, 3, {size}, {size}] or [3, {size}, {size}] in [-1, 1], got "
+                f"shape {list(images.shape)}"
+            )
         edited = self.edit_tokens(self.encode_tokens(batch), region, labels, seed, **sampler)
         decoded = self.decode(self.tokens_to_latents(edited))
         if paste:
@@ -307,15 +360,20 @@ class Pipeline:
 
     def describe(self) -> dict:
         """What is loaded: presets, parameter counts, levels, channel order, device, dtype, sources."""
-        info = {"vae": {"config": self.vae.config.to_dict(),
-                        "parameters": sum(p.numel() for p in self.vae.parameters())},
-                "quantizer": {k: v for k, v in self.quantizer.state_dict().items() if not torch.is_tensor(v)},
-                "channel_order": list(self.channel_order), "device": str(self.device),
-                "dtype": "bfloat16 autocast" if self.device.type == "cuda" else "float32",
-                "classes": self.classes, "source": self.source}  # fmt: skip
+        info = {
+            "vae": {"config": self.vae.config.to_dict(), "parameters": sum(p.numel() for p in self.vae.parameters())},
+            "quantizer": {k: v for k, v in self.quantizer.state_dict().items() if not torch.is_tensor(v)},
+            "channel_order": list(self.channel_order),
+            "device": str(self.device),
+            "dtype": "bfloat16 autocast" if self.device.type == "cuda" else "float32",
+            "classes": self.classes,
+            "source": self.source,
+        }
         if self.generator is not None:
-            info["generator"] = {"config": self.generator.config.to_dict(),
-                                 "parameters": sum(p.numel() for p in self.generator.parameters())}  # fmt: skip
+            info["generator"] = {
+                "config": self.generator.config.to_dict(),
+                "parameters": sum(p.numel() for p in self.generator.parameters()),
+            }
         return info
 
 

@@ -11,8 +11,8 @@ Inputs are latents already multiplied by the VAE's scale factor (MAR KL-16: 0.23
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -120,9 +120,7 @@ class GaussianQuantizer:
         ):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
-        self.config = QuantizerConfig(
-            levels, float(value_range), float(std_range), assign, calibration, bins
-        )
+        self.config = QuantizerConfig(levels, float(value_range), float(std_range), assign, calibration, bins)
         make_bins = gaussian_bins if bins == "gaussian" else uniform_bins
         self.boundaries, self.values = make_bins(levels, float(std_range))
         if bool((self.boundaries[1:] <= self.boundaries[:-1]).any()):
@@ -200,8 +198,7 @@ class GaussianQuantizer:
         long_idx = indices.long()
         if long_idx.numel() and (long_idx.min() < 0 or long_idx.max() >= self.levels):
             raise ValueError(
-                f"indices out of range: found {int(long_idx.min())}..{int(long_idx.max())}, "
-                f"valid 0..{self.levels - 1}"
+                f"indices out of range: found {int(long_idx.min())}..{int(long_idx.max())}, valid 0..{self.levels - 1}"
             )
         gamma = self._lookup(indices.device).values[long_idx]
         if self.config.calibration == "fixed":

@@ -27,8 +27,10 @@ def parse_cells(text: str, grid: int | None = None) -> tuple[Span, Span]:
     """
     axes = text.split(",")
     if len(axes) != 2:
-        raise ValueError(f"must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 (half-open ranges a:b, or single "
-                         f"indices), got {text!r}")
+        raise ValueError(
+            f"must be ROWS,COLUMNS on the token grid, e.g. 2:6,2:6 (half-open ranges a:b, or single "
+            f"indices), got {text!r}"
+        )
     return _span(axes[0], text, grid), _span(axes[1], text, grid)
 
 

@@ -133,11 +133,14 @@ class Knob:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(self.choices)}")
         elif self.per_token:
             if not isinstance(value, int) or not self.low <= value <= to_sample:
-                raise ValueError(f"{name} must be an integer in {self.low}..{to_sample} (the number of tokens to "
-                                 f"sample), got {value!r}")
+                raise ValueError(
+                    f"{name} must be an integer in {self.low}..{to_sample} (the number of tokens to "
+                    f"sample), got {value!r}"
+                )
         elif not math.isfinite(value) or (value <= self.low if self.low_open else value < self.low):
-            raise ValueError(f"{name} must be a finite number {'>' if self.low_open else '>='} {self.low}, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"{name} must be a finite number {'>' if self.low_open else '>='} {self.low}, got {value!r}"
+            )
 
 
 def _knob(default, **how):
@@ -164,11 +167,18 @@ class SamplerSettings:
     cfg: float = _knob(2.0, flag="--cfg", title="CFG scale", label="CFG scale w", low=0, slider=(0.0, 10.0, 0.1))
     cfg_schedule: str = _knob("linear", flag="--cfg-schedule", title="CFG schedule", choices=CFG_SCHEDULES)
     cfg_mode: str = _knob("feature", flag="--cfg-mode", title="CFG mode", choices=CFG_MODES)
-    temperature: float = _knob(1.0, flag="--temperature", title="temperature", low=0, low_open=True,
-                               slider=(0.05, 3.0, 0.05))
+    temperature: float = _knob(
+        1.0, flag="--temperature", title="temperature", low=0, low_open=True, slider=(0.05, 3.0, 0.05)
+    )
     order: str = _knob("random", flag="--order", title="order", choices=tuple(ORDERS))
-    gumbel: float = _knob(0.0, flag="--gumbel", title="Gumbel noise", label="Gumbel noise (confidence order)", low=0,
-                          slider=(0.0, 10.0, 0.5))
+    gumbel: float = _knob(
+        0.0,
+        flag="--gumbel",
+        title="Gumbel noise",
+        label="Gumbel noise (confidence order)",
+        low=0,
+        slider=(0.0, 10.0, 0.5),
+    )
 
     def replace(self, **changes) -> SamplerSettings:
         """A copy with ``changes`` (knob name → value); TypeError for a name that is not a knob."""
@@ -270,8 +280,9 @@ def sample_steps(
     return _steps(model, labels_B, tokens_BNC, mask_BN, rngs, settings, use_cache, record_probs)
 
 
-def generate(model: TokenBridge, labels: torch.Tensor | None, settings: SamplerSettings | None = None,
-             **kwargs) -> torch.Tensor:
+def generate(
+    model: TokenBridge, labels: torch.Tensor | None, settings: SamplerSettings | None = None, **kwargs
+) -> torch.Tensor:
     """Final tokens ``[B, N, C]`` long (VAE channel order); arguments as `sample_steps`."""
     last = None
     for last in sample_steps(model, labels, settings, **kwargs):
@@ -285,8 +296,9 @@ def generate(model: TokenBridge, labels: torch.Tensor | None, settings: SamplerS
 
 
 @torch.no_grad()
-def _steps(model, labels_B, tokens_BNC, mask_BN, rngs, settings: SamplerSettings, use_cache: bool,
-           record_probs: bool) -> Iterator[SamplingStep]:
+def _steps(
+    model, labels_B, tokens_BNC, mask_BN, rngs, settings: SamplerSettings, use_cache: bool, record_probs: bool
+) -> Iterator[SamplingStep]:
     config = model.config
     device = labels_B.device
     b, n, c = tokens_BNC.shape
@@ -318,9 +330,15 @@ def _steps(model, labels_B, tokens_BNC, mask_BN, rngs, settings: SamplerSettings
         tokens_BNC = torch.where(committed_BN[..., None], decoded_BNC, tokens_BNC)
         mask_BN = mask_BN & ~committed_BN
         yield SamplingStep(
-            step=t, num_steps=settings.num_steps, mask=mask_BN.clone(), committed=committed_BN,
-            tokens=tokens_BNC.clone(), confidence=score_BN, x_hat=_x_hat(model, tokens_BNC, mask_BN),
-            cfg=w, probs=None if probs_MCV is None else _scatter_probs(probs_MCV[:, to_vae], decode_BN, committed_BN),
+            step=t,
+            num_steps=settings.num_steps,
+            mask=mask_BN.clone(),
+            committed=committed_BN,
+            tokens=tokens_BNC.clone(),
+            confidence=score_BN,
+            x_hat=_x_hat(model, tokens_BNC, mask_BN),
+            cfg=w,
+            probs=None if probs_MCV is None else _scatter_probs(probs_MCV[:, to_vae], decode_BN, committed_BN),
         )
 
 
@@ -330,8 +348,9 @@ def _features(model, tokens_BNC, labels_B, mask_BN, w):
     if w == 1.0:
         return model.forward_backbone(x_BNC, labels_B, mask_BN), None
     uncond_B = torch.full_like(labels_B, model.config.class_num)
-    z_2BND = model.forward_backbone(torch.cat([x_BNC, x_BNC]), torch.cat([labels_B, uncond_B]),
-                                    torch.cat([mask_BN, mask_BN]))
+    z_2BND = model.forward_backbone(
+        torch.cat([x_BNC, x_BNC]), torch.cat([labels_B, uncond_B]), torch.cat([mask_BN, mask_BN])
+    )
     return z_2BND.chunk(2)
 
 
@@ -415,8 +434,7 @@ def _row_rngs(rng, batch: int) -> list[torch.Generator]:
         return [rng] * batch
     rngs = list(rng)
     if len(rngs) != batch or not all(isinstance(g, torch.Generator) for g in rngs):
-        raise ValueError(f"rng must be a torch.Generator or a list of {batch} (one per image), "
-                         f"got {len(rngs)} item(s)")
+        raise ValueError(f"rng must be a torch.Generator or a list of {batch} (one per image), got {len(rngs)} item(s)")
     return rngs
 
 
@@ -431,13 +449,15 @@ def _check_labels(model: TokenBridge, labels: torch.Tensor | None, batch_size: i
     if labels.dim() != 1 or labels.numel() == 0 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels must be a non-empty 1-D integer tensor [B], got {labels.dtype} {tuple(labels.shape)}")
     if int(labels.min()) < 0 or int(labels.max()) > num:
-        raise ValueError(f"labels must be class ids in 0..{num - 1} (or {num} for unconditional), "
-                         f"got {labels.tolist()}")
+        raise ValueError(
+            f"labels must be class ids in 0..{num - 1} (or {num} for unconditional), got {labels.tolist()}"
+        )
     return labels.long().to(device)
 
 
-def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Tensor | None,
-                 batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_start(
+    model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Tensor | None, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The start ``(tokens [B, N, C] long, −1 where masked; mask [B, N] bool)``, all masked if none given."""
     device = model.fake_latent.device
     config = model.config
@@ -449,12 +469,14 @@ def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Te
         raise ValueError("pass tokens and mask together (known tokens and the positions to sample), or neither")
     tokens, mask = torch.as_tensor(tokens), torch.as_tensor(mask)
     if mask.dtype != torch.bool or tuple(mask.shape) != shape[:2]:
-        raise ValueError(f"mask must be a bool tensor {list(shape[:2])} (True = sample), got {mask.dtype} "
-                         f"{list(mask.shape)}")  # fmt: skip
+        raise ValueError(
+            f"mask must be a bool tensor {list(shape[:2])} (True = sample), got {mask.dtype} {list(mask.shape)}"
+        )
     integer = not (tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool)
     if not integer or tuple(tokens.shape) != shape:
-        raise ValueError(f"tokens must be an integer tensor {list(shape)} [B, N, C], got {tokens.dtype} "
-                         f"{list(tokens.shape)}")  # fmt: skip
+        raise ValueError(
+            f"tokens must be an integer tensor {list(shape)} [B, N, C], got {tokens.dtype} {list(tokens.shape)}"
+        )
     counts = mask.sum(dim=1)
     if bool((counts == 0).any()):
         raise ValueError(f"mask selects no position to sample in row(s) {(counts == 0).nonzero()[:, 0].tolist()}")
@@ -462,7 +484,9 @@ def _check_start(model: TokenBridge, tokens: torch.Tensor | None, mask: torch.Te
         raise ValueError(f"mask must select the same number of positions in every row, got {counts.tolist()}")
     kept = tokens.long()[~mask]
     if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= config.quant_levels):
-        raise ValueError(f"tokens to keep (outside the mask) must be indices in 0..{config.quant_levels - 1}, got values "
-                         f"{int(kept.min())}..{int(kept.max())}")  # fmt: skip
+        raise ValueError(
+            f"tokens to keep (outside the mask) must be indices in 0..{config.quant_levels - 1}, got values "
+            f"{int(kept.min())}..{int(kept.max())}"
+        )
     mask = mask.to(device)
     return tokens.long().to(device).masked_fill(mask[..., None], -1), mask

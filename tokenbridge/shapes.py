@@ -70,6 +70,7 @@ def _polygon_pieces(name: str) -> np.ndarray | None:
     elif name == "star":  # inner pentagon + five tip triangles whose bases reach into it (overlap: no seams)
         tips = _regular_polygon(5, 1.0, -math.pi / 2)
         inner = _regular_polygon(5, 0.42, -math.pi / 2 + math.pi / 5)
+
         def reach(tip, base):  # 40% past the inner vertex, along the tip's edge
             return tip[0] + 1.4 * (base[0] - tip[0]), tip[1] + 1.4 * (base[1] - tip[1])
 
@@ -77,8 +78,10 @@ def _polygon_pieces(name: str) -> np.ndarray | None:
         edges = [_convex_edges(inner)] + [np.concatenate([t, t[:2]]) for t in tri]  # pad 3 edges to 5
         return np.stack(edges)
     elif name == "cross":
-        pieces = [[(-0.95, -0.3), (0.95, -0.3), (0.95, 0.3), (-0.95, 0.3)],
-                  [(-0.3, -0.95), (0.3, -0.95), (0.3, 0.95), (-0.3, 0.95)]]  # fmt: skip
+        pieces = [
+            [(-0.95, -0.3), (0.95, -0.3), (0.95, 0.3), (-0.95, 0.3)],
+            [(-0.3, -0.95), (0.3, -0.95), (0.3, 0.95), (-0.3, 0.95)],
+        ]
     elif name == "arrow":  # shaft + head; the head's 3 edges padded to 4 by repeating one
         shaft = [(-0.95, -0.22), (0.15, -0.22), (0.15, 0.22), (-0.95, 0.22)]
         head = [(0.1, -0.56), (0.95, 0.0), (0.1, 0.56)]
@@ -257,8 +260,9 @@ class ShapesDataset(Dataset):
 
     classes = CLASS_NAMES
 
-    def __init__(self, num_samples: int, seed: int = TRAIN_SEED, offset: int = 0, size: int = IMAGE_SIZE,
-                 with_mask: bool = False):  # fmt: skip
+    def __init__(
+        self, num_samples: int, seed: int = TRAIN_SEED, offset: int = 0, size: int = IMAGE_SIZE, with_mask: bool = False
+    ):
         if num_samples < 0 or offset < 0 or seed < 0:
             raise ValueError(f"num_samples, seed and offset must be >= 0, got {num_samples}, {seed}, {offset}")
         self.num_samples, self.seed, self.offset, self.size, self.with_mask = num_samples, seed, offset, size, with_mask
@@ -269,8 +273,13 @@ class ShapesDataset(Dataset):
 
     @property
     def description(self) -> dict:
-        return {"kind": "shapes", "num_samples": self.num_samples, "seed": self.seed, "offset": self.offset,
-                "size": self.size}  # fmt: skip
+        return {
+            "kind": "shapes",
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "offset": self.offset,
+            "size": self.size,
+        }
 
     def __len__(self) -> int:
         return self.num_samples
@@ -286,5 +295,6 @@ class ShapesDataset(Dataset):
         return image, label
 
     def __repr__(self) -> str:
-        return (f"ShapesDataset(num_samples={self.num_samples}, seed={self.seed}, offset={self.offset}, "
-                f"size={self.size})")  # fmt: skip
+        return (
+            f"ShapesDataset(num_samples={self.num_samples}, seed={self.seed}, offset={self.offset}, size={self.size})"
+        )

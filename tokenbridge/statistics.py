@@ -32,8 +32,12 @@ def median_ci(values: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dic
     if len(finite) == 0:
         return {"median": None, "n": 0, "undefined": len(values), "ci95": [None, None]}
     medians_R = bootstrap_medians(values, resamples, torch.Generator().manual_seed(seed))
-    return {"median": round(float(finite.median()), 5), "n": len(finite), "undefined": len(values) - len(finite),
-            "ci95": _interval(medians_R)}  # fmt: skip
+    return {
+        "median": round(float(finite.median()), 5),
+        "n": len(finite),
+        "undefined": len(values) - len(finite),
+        "ci95": _interval(medians_R),
+    }
 
 
 def median_difference_ci(a: torch.Tensor, b: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dict:

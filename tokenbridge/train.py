@@ -25,11 +25,17 @@ from safetensors import safe_open
 from tokenbridge import cli
 from tokenbridge import vae as vae_module
 from tokenbridge.data import LATENT_CACHE_FORMAT
-from tokenbridge.generator import (ABSOLUTE_POSITIONS, CLASS_INPUTS, HEAD_INITS, LOCAL_MIXINGS, POSITION_BIASES,
-                                   preset_config)
+from tokenbridge.generator import (
+    ABSOLUTE_POSITIONS,
+    CLASS_INPUTS,
+    HEAD_INITS,
+    LOCAL_MIXINGS,
+    POSITION_BIASES,
+    preset_config,
+)
 from tokenbridge.generator import PRESETS as GENERATOR_PRESETS
 from tokenbridge.training_loop import LoopSettings, export, read_metrics, resume_state, train
-from tokenbridge.training_tasks import TASKS, GeneratorRecipe, latent_layout, vae_overrides
+from tokenbridge.training_tasks import TASKS, GeneratorRecipe, VAERecipe, latent_layout, vae_overrides
 from tokenbridge.vae import VAEConfig
 from tokenbridge.viz import plot_training_curves
 
@@ -52,82 +58,161 @@ class Run:
 
 def build_parser() -> cli.ArgumentParser:
     """The training command line; every value is range-checked as it is parsed."""
-    parser = cli.ArgumentParser(prog="python -m tokenbridge.train", description=__doc__.split("\n\n")[0],
-                                epilog="python -m tokenbridge.train plot RUN [--out PNG]: draw RUN/metrics.csv")  # fmt: skip
+    parser = cli.ArgumentParser(
+        prog="python -m tokenbridge.train",
+        description=__doc__.split("\n\n")[0],
+        epilog="python -m tokenbridge.train plot RUN [--out PNG]: draw RUN/metrics.csv",
+    )
     count = cli.number(int, 1)
     parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("--out", required=True, help="run folder (training state, metrics.csv; resumable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--export", help="write EMA weights + JSON sidecar to this path (no extension)")
-    parser.add_argument("--data", default="shapes", help="'shapes' or an image folder (one sub-folder per class)")
-    parser.add_argument("--image-size", type=cli.number(int, 8), default=64)
-    parser.add_argument("--preset", default=None,
-                        help="model preset (vae: small; generator: tokenbridge_small; see the model modules)")
+    parser.add_argument(
+        "--data", default=GeneratorRecipe.data, help="'shapes' or an image folder (one sub-folder per class)"
+    )
+    parser.add_argument("--image-size", type=cli.number(int, 8), default=GeneratorRecipe.image_size)
+    parser.add_argument(
+        "--preset", default=None, help="model preset (vae: small; generator: tokenbridge_small; see the model modules)"
+    )
     parser.add_argument("--vae", default=GeneratorRecipe.vae, help="VAE whose latents a generator learns")
     parser.add_argument("--classifier", default=GeneratorRecipe.classifier, help="for the export metrics")
     parser.add_argument("--latents", help="latent cache (generator; written from --vae when missing)")
-    parser.add_argument("--num-images", type=count, default=50_000, help="images encoded into a new latent cache")
-    parser.add_argument("--workers", type=cli.number(int, 0), default=0,
-                        help="processes rendering/reading images for a new latent cache (0: in the main process)")
-    parser.add_argument("--channel-order", choices=("frequency", "identity"), default="frequency")
-    parser.add_argument("--head-positions", type=count, default=None,
-                        help="generator: masked positions per image fed to the channel head (default: all)")
+    parser.add_argument(
+        "--num-images", type=count, default=GeneratorRecipe.num_images, help="images encoded into a new latent cache"
+    )
+    parser.add_argument(
+        "--workers",
+        type=cli.number(int, 0),
+        default=GeneratorRecipe.workers,
+        help="processes rendering/reading images for a new latent cache (0: in the main process)",
+    )
+    parser.add_argument("--channel-order", choices=("frequency", "identity"), default=GeneratorRecipe.channel_order)
+    parser.add_argument(
+        "--head-positions",
+        type=count,
+        default=None,
+        help="generator: masked positions per image fed to the channel head (default: all)",
+    )
     _add_generator_recipe_options(parser)
-    parser.add_argument("--eval-samples", type=cli.number(int, 2), default=500,
-                        help="samples per order in the export metrics")
-    parser.add_argument("--kl-weight", type=cli.number(float, 0), default=5e-4,
-                        help="weight of the mean per-element KL against the mean per-pixel reconstruction loss")
-    parser.add_argument("--recon-loss", choices=("l1", "l2"), default="l1")
-    parser.add_argument("--latent-channels", type=count, default=None,
-                        help="vae: latent channels (default: the preset's; small: 16)")
-    parser.add_argument("--stride", type=cli.number(int, 2), default=None,
-                        help="vae: downsampling factor, a power of two (default: the preset's; small: 8)")
+    parser.add_argument(
+        "--eval-samples",
+        type=cli.number(int, 2),
+        default=GeneratorRecipe.eval_samples,
+        help="samples per order in the export metrics",
+    )
+    _add_vae_options(parser)
     _add_loop_options(parser)
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
+def _add_vae_options(parser: argparse.ArgumentParser) -> None:
+    """The VAE's recipe options: its loss and its latent grid (unset: the preset's)."""
+    parser.add_argument(
+        "--kl-weight",
+        type=cli.number(float, 0),
+        default=VAERecipe.kl_weight,
+        help="weight of the mean per-element KL against the mean per-pixel reconstruction loss",
+    )
+    parser.add_argument("--recon-loss", choices=("l1", "l2"), default=VAERecipe.recon_loss)
+    parser.add_argument(
+        "--latent-channels",
+        type=cli.number(int, 1),
+        default=None,
+        help="vae: latent channels (default: the preset's; small: 16)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=cli.number(int, 2),
+        default=None,
+        help="vae: downsampling factor, a power of two (default: the preset's; small: 8)",
+    )
+
+
 def _add_generator_recipe_options(parser: argparse.ArgumentParser) -> None:
     """The generator's recipe options (each overrides the preset's value; unset keeps it)."""
-    parser.add_argument("--dropout", type=cli.number(float, 0, 1, high_open=True), default=None,
-                        help="generator: attention and projection dropout (default: the preset's, 0.1 as official)")
-    parser.add_argument("--position-bias", choices=POSITION_BIASES, default=None,
-                        help="generator: 'relative' adds a learned 2-D relative position bias to the backbone "
-                             "(default: the preset's; 'none' as official)")
-    parser.add_argument("--mask-ratio-min", type=cli.number(float, 0, 1, high_open=True), default=None,
-                        help="generator: least fraction of tokens masked in training (default: the preset's, 0.7)")
-    parser.add_argument("--value-loss", type=float, default=None,
-                        help="generator: weight of the auxiliary regression of masked values from the backbone "
-                             "(default: the preset's, 0 as official)")
+    parser.add_argument(
+        "--dropout",
+        type=cli.number(float, 0, 1, high_open=True),
+        default=None,
+        help="generator: attention and projection dropout (default: the preset's, 0.1 as official)",
+    )
+    parser.add_argument(
+        "--position-bias",
+        choices=POSITION_BIASES,
+        default=None,
+        help="generator: 'relative' adds a learned 2-D relative position bias to the backbone "
+        "(default: the preset's; 'none' as official)",
+    )
+    parser.add_argument(
+        "--mask-ratio-min",
+        type=cli.number(float, 0, 1, high_open=True),
+        default=None,
+        help="generator: least fraction of tokens masked in training (default: the preset's, 0.7)",
+    )
+    parser.add_argument(
+        "--value-loss",
+        type=float,
+        default=None,
+        help="generator: weight of the auxiliary regression of masked values from the backbone "
+        "(default: the preset's, 0 as official)",
+    )
     architecture_options = {
-        "--head-init": (HEAD_INITS, "'ordinal' starts the channel head's readouts and embeddings ordered by level value"),
-        "--local-mixing": (LOCAL_MIXINGS, "'conv' adds a residual 3x3 depthwise convolution over the token grid "
-                                          "after every decoder block"),
+        "--head-init": (
+            HEAD_INITS,
+            "'ordinal' starts the channel head's readouts and embeddings ordered by level value",
+        ),
+        "--local-mixing": (
+            LOCAL_MIXINGS,
+            "'conv' adds a residual 3x3 depthwise convolution over the token grid after every decoder block",
+        ),
         "--class-input": (CLASS_INPUTS, "'buffer+decoder' also adds the class embedding to every decoder token"),
-        "--absolute-position": (ABSOLUTE_POSITIONS, "'none' drops the learned absolute position tables (with "
-                                                    "--position-bias relative and --local-mixing conv: a "
-                                                    "translation-equivariant backbone)"),
+        "--absolute-position": (
+            ABSOLUTE_POSITIONS,
+            "'none' drops the learned absolute position tables (with "
+            "--position-bias relative and --local-mixing conv: a "
+            "translation-equivariant backbone)",
+        ),
     }
     for flag, (choices, effect) in architecture_options.items():
-        parser.add_argument(flag, choices=choices, default=None,
-                            help=f"generator: {effect} (default: the preset's; '{choices[0]}' as official)")
-    parser.add_argument("--head-lr-scale", type=cli.number(float, 0, low_open=True), default=1.0,
-                        help="generator: learning rate of the channel head's output layers (channel_heads) times this; "
-                             "they must grow large to separate 64 close levels, which a common rate makes slow")
+        parser.add_argument(
+            flag,
+            choices=choices,
+            default=None,
+            help=f"generator: {effect} (default: the preset's; '{choices[0]}' as official)",
+        )
+    parser.add_argument(
+        "--head-lr-scale",
+        type=cli.number(float, 0, low_open=True),
+        default=GeneratorRecipe.head_lr_scale,
+        help="generator: learning rate of the channel head's output layers (channel_heads) times this; "
+        "they must grow large to separate 64 close levels, which a common rate makes slow",
+    )
 
 
 def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     """One option per `LoopSettings` field, range-checked."""
     count, positive = cli.number(int, 1), cli.number(float, 0, low_open=True)
-    loop_types = {"steps": count, "batch_size": count, "lr": positive, "weight_decay": cli.number(float, 0),
-                  "warmup_steps": cli.number(int, 0), "ema_decay": cli.number(float, 0, 1, high_open=True),
-                  "grad_clip": cli.number(float, 0), "seed": cli.number(int, 0),
-                  "checkpoint_every": cli.number(float, 0), "log_every": count, "snapshot_every": cli.number(int, 0),
-                  "device": cli.device}  # fmt: skip
+    loop_types = {
+        "steps": count,
+        "batch_size": count,
+        "lr": positive,
+        "weight_decay": cli.number(float, 0),
+        "warmup_steps": cli.number(int, 0),
+        "ema_decay": cli.number(float, 0, 1, high_open=True),
+        "grad_clip": cli.number(float, 0),
+        "seed": cli.number(int, 0),
+        "checkpoint_every": cli.number(float, 0),
+        "log_every": count,
+        "snapshot_every": cli.number(int, 0),
+        "device": cli.device,
+    }
     for name, value in vars(LoopSettings()).items():
         choices = ("fp32", "bf16") if name == "precision" else None
-        parser.add_argument("--" + name.replace("_", "-"), type=loop_types.get(name, type(value)), default=value,
-                            choices=choices)  # fmt: skip
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=loop_types.get(name, type(value)), default=value, choices=choices
+        )
 
 
 def check_model_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -171,9 +256,11 @@ def check_generator_inputs(parser: argparse.ArgumentParser, args: argparse.Names
     else:
         shape = meta["latent_shape"]
         if vae is not None and (shape[0] != vae.embed_dim or made_by not in (None, vae.scale_factor)):
-            parser.error(f"argument --latents: {str(path)!r} was made by another VAE ({shape[0]} channels, scale "
-                         f"factor {made_by}) than --vae {args.vae!r} ({vae.embed_dim} channels, scale factor "
-                         f"{vae.scale_factor}): pass the VAE it was made with, or another --latents")  # fmt: skip
+            parser.error(
+                f"argument --latents: {str(path)!r} was made by another VAE ({shape[0]} channels, scale "
+                f"factor {made_by}) than --vae {args.vae!r} ({vae.embed_dim} channels, scale factor "
+                f"{vae.scale_factor}): pass the VAE it was made with, or another --latents"
+            )
     size = vae.resolution if vae is not None else args.image_size
     layout = cli.check(parser, "--latents", latent_layout, meta or {"latent_shape": shape}, size)
     cli.check(parser, "--preset", preset_config, args.preset, **layout)
@@ -192,8 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         cli.check(parser, "--export", cli.output_file, str(Path(args.export).with_suffix(".safetensors")))
     if args.data != "shapes":
         cli.check(parser, "--data", cli.input_folder, args.data)
-    cli.check(parser, "--resume" if args.resume else "--out", resume_state, args.out, args.task, args.steps,
-              args.resume)  # fmt: skip
+    cli.check(
+        parser, "--resume" if args.resume else "--out", resume_state, args.out, args.task, args.steps, args.resume
+    )
     if args.task == "generator":
         check_generator_inputs(parser, args)
     return args
@@ -232,8 +320,15 @@ def parse_run(argv: list[str]) -> Run:
     """A checked training command (`parse_args`) as typed objects: what `main` runs."""
     args = parse_args(argv)
     settings = LoopSettings(**{f.name: getattr(args, f.name) for f in fields(LoopSettings)})
-    return Run(task=args.task, recipe=recipe_of(args), settings=settings, out=args.out, resume=args.resume,
-               export=args.export, progress=not args.no_progress)
+    return Run(
+        task=args.task,
+        recipe=recipe_of(args),
+        settings=settings,
+        out=args.out,
+        resume=args.resume,
+        export=args.export,
+        progress=not args.no_progress,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

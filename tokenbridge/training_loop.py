@@ -30,8 +30,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tokenbridge import checkpoints
-from tokenbridge.files import atomic_write, write_json
 from tokenbridge.devices import pick_device
+from tokenbridge.files import atomic_write, write_json
 
 # ------------------------------------------------------------------------------------------------
 # Settings shared by every task
@@ -109,7 +109,9 @@ class StepBatches:
         n = len(self.dataset)
         epoch, offset = divmod(position, n)
         if epoch not in self._perms:
-            self._perms = {epoch: torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))}
+            self._perms = {
+                epoch: torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+            }
         return int(self._perms[epoch][offset])
 
     def __call__(self, step: int) -> list[torch.Tensor]:
@@ -138,8 +140,10 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr_scales: dict[str,
     for name, p in model.named_parameters():
         scale = next((s for prefix, s in lr_scales.items() if name.startswith(prefix)), 1.0)
         groups.setdefault((scale, p.dim() < 2), []).append(p)
-    return [{"params": groups[key], "weight_decay": 0.0 if key[1] else weight_decay, "lr_scale": key[0]}
-            for key in sorted(groups)]  # without lr_scales: [matrices, the rest], as before
+    return [
+        {"params": groups[key], "weight_decay": 0.0 if key[1] else weight_decay, "lr_scale": key[0]}
+        for key in sorted(groups)
+    ]  # without lr_scales: [matrices, the rest], as before
 
 
 @torch.no_grad()
@@ -167,8 +171,13 @@ def _distributed() -> tuple[int, int]:
 
 def replica_checksums(model: nn.Module) -> torch.Tensor:
     """Float64 sum and sum of squares of every floating tensor of the state dict, ``[2·T]``."""
-    return torch.cat([torch.stack([t.detach().double().sum(), t.detach().double().pow(2).sum()])
-                      for t in model.state_dict().values() if t.is_floating_point()])  # fmt: skip
+    return torch.cat(
+        [
+            torch.stack([t.detach().double().sum(), t.detach().double().pow(2).sum()])
+            for t in model.state_dict().values()
+            if t.is_floating_point()
+        ]
+    )
 
 
 def check_replicas_agree(model: nn.Module) -> None:
@@ -197,8 +206,10 @@ def resume_state(out_dir: str | os.PathLike, kind: str, steps: int, resume: bool
     if state.get("kind") != kind:
         raise checkpoints.CheckpointError(f"{state_path} is a {state.get('kind')!r} run, not {kind!r}")
     if int(state["step"]) > steps:
-        raise ValueError(f"{state_path} has run {int(state['step'])} steps, more than --steps {steps}: "
-                         f"pass --steps {int(state['step'])} or more")  # fmt: skip
+        raise ValueError(
+            f"{state_path} has run {int(state['step'])} steps, more than --steps {steps}: "
+            f"pass --steps {int(state['step'])} or more"
+        )
     return state
 
 
@@ -243,8 +254,9 @@ def read_metrics(path: str | os.PathLike) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in rows] for name in rows[0]}
 
 
-def restore(state: dict, source: str, model: nn.Module, ema: nn.Module, optimizer, settings: dict,
-            model_config: dict) -> tuple[int, float, list]:  # fmt: skip
+def restore(
+    state: dict, source: str, model: nn.Module, ema: nn.Module, optimizer, settings: dict, model_config: dict
+) -> tuple[int, float, list]:
     """Load a saved state into ``model``, ``ema`` and ``optimizer``; ``(step, wall time, history)``,
     the history extended by the earlier settings and model config when this run changed them
     (e.g. more ``--steps`` or ``--dropout 0``: the sidecar keeps how the first steps ran)."""
@@ -263,8 +275,9 @@ def restore(state: dict, source: str, model: nn.Module, ema: nn.Module, optimize
     return start, wall, history
 
 
-def optimize(loss: torch.Tensor, model: nn.Module, ema: nn.Module, optimizer, settings: LoopSettings,
-             step: int) -> None:  # fmt: skip
+def optimize(
+    loss: torch.Tensor, model: nn.Module, ema: nn.Module, optimizer, settings: LoopSettings, step: int
+) -> None:
     """One optimizer step on ``loss`` (gradients clipped to ``grad_clip``), then the EMA update
     (decay warmed up as ``(1 + step) / (10 + step)`` until it reaches ``ema_decay``)."""
     optimizer.zero_grad(set_to_none=True)
@@ -283,14 +296,24 @@ def training_command() -> str:
 def save_snapshot(task: Task, ema: nn.Module, out_dir: Path, step: int, batch_size: int, seconds: float) -> Path:
     """The EMA weights after ``step`` steps as a model file (fp32) whose ``extra`` also records the
     step, the training samples seen, the training seconds so far and the training command."""
-    progress = {"step": step, "samples_seen": step * batch_size, "train_seconds": round(seconds, 1),
-                "command": training_command()}
-    return checkpoints.save_model(ema, out_dir / "snapshots" / f"step_{step:06d}.safetensors", task.kind,
-                                  task.model_config(ema), extra={**task.extra, "snapshot": progress})
+    progress = {
+        "step": step,
+        "samples_seen": step * batch_size,
+        "train_seconds": round(seconds, 1),
+        "command": training_command(),
+    }
+    return checkpoints.save_model(
+        ema,
+        out_dir / "snapshots" / f"step_{step:06d}.safetensors",
+        task.kind,
+        task.model_config(ema),
+        extra={**task.extra, "snapshot": progress},
+    )
 
 
-def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False,
-          progress: bool = True) -> tuple[nn.Module, dict]:  # fmt: skip
+def train(
+    task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True
+) -> tuple[nn.Module, dict]:
     """Run (or continue) training; returns ``(ema_model, state_info)``.
 
     The training state lives in ``out_dir/state.pt``, the log in ``out_dir/metrics.csv``. With
@@ -303,12 +326,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     state_path = out_dir / "state.pt"
     state = resume_state(out_dir, task.kind, settings.steps, resume)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        model = task.build_model().to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay, task.lr_scales), lr=settings.lr,
-                                  betas=(0.9, 0.95))  # fmt: skip
+    model, ema, optimizer = _models_and_optimizer(task, settings, device)
     start, wall, history = 0, 0.0, []
     model_config = json.loads(json.dumps(task.model_config(model)))  # plain lists, as a state file holds them
     if state is not None:
@@ -316,10 +334,10 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
 
     def save(step: int) -> None:
         if rank == 0:
-            checkpoints.save_training_state({"kind": task.kind, "step": step, "wall_time_s": wall + time.time() - t0,
-                                             "model": model.state_dict(), "ema": ema.state_dict(),
-                                             "optimizer": optimizer.state_dict(), "settings": vars(settings),
-                                             "model_config": model_config, "history": history}, state_path)  # fmt: skip
+            training_state = {"kind": task.kind, "step": step, "wall_time_s": wall + time.time() - t0}
+            training_state.update(model=model.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict())
+            training_state.update(settings=vars(settings), model_config=model_config, history=history)
+            checkpoints.save_training_state(training_state, state_path)
 
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     batches = StepBatches(task.dataset, settings.batch_size, settings.seed, rank, world)
@@ -327,8 +345,7 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         log = MetricsLog(out_dir / "metrics.csv", start)
-    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=f"train {task.kind}",
-               disable=not progress or rank != 0, dynamic_ncols=True)  # fmt: skip
+    bar = _progress_bar(task.kind, start, settings.steps, show=progress and rank == 0)
     model.train()
     for step in bar:
         for group in optimizer.param_groups:
@@ -337,8 +354,9 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
         loss, logs = step_loss(task, net, batch, step_rng(settings.seed, step, rank, device), settings.precision)
         optimize(loss, model, ema, optimizer, settings, step)
         if step % settings.log_every == 0:
-            report_step(bar, log if rank == 0 else None, step, loss.item(), logs, lr_at(step, settings),
-                        wall + time.time() - t0)  # fmt: skip
+            report_step(
+                bar, log if rank == 0 else None, step, loss.item(), logs, lr_at(step, settings), wall + time.time() - t0
+            )
         if settings.snapshot_every and rank == 0 and (step + 1) % settings.snapshot_every == 0:
             save_snapshot(task, ema, out_dir, step + 1, settings.batch_size, wall + time.time() - t0)
         if time.time() - last_save > settings.checkpoint_every:
@@ -351,12 +369,37 @@ def train(task: Task, settings: LoopSettings, out_dir: str | os.PathLike, resume
     return ema.eval(), run_info(settings.steps, wall + time.time() - t0, world, device, history)
 
 
+def _models_and_optimizer(task: Task, settings: LoopSettings, device: torch.device):
+    """``(model, ema, optimizer)``: the task's model built from ``settings.seed`` (torch's global RNG
+    left as it was), its EMA copy, and AdamW over `parameter_groups`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = task.build_model().to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    groups = parameter_groups(model, settings.weight_decay, task.lr_scales)
+    return model, ema, torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.95))
+
+
+def _progress_bar(kind: str, start: int, steps: int, show: bool) -> tqdm:
+    """The steps ``start..steps − 1`` as a progress bar (hidden unless ``show``)."""
+    return tqdm(
+        range(start, steps), initial=start, total=steps, desc=f"train {kind}", disable=not show, dynamic_ncols=True
+    )
+
+
 def report_step(bar, log: MetricsLog | None, step: int, loss: float, logs: dict, lr: float, seconds: float) -> None:
     """Show a logged step on the progress bar and append it to ``metrics.csv`` (``log``: rank 0 only)."""
     bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.4g}" for k, v in logs.items()})
     if log is not None:
-        log.write({"step": step, "loss": f"{loss:.6g}", **{k: f"{v:.6g}" for k, v in logs.items()},
-                   "lr": f"{lr:.6g}", "seconds": f"{seconds:.2f}"})  # fmt: skip
+        log.write(
+            {
+                "step": step,
+                "loss": f"{loss:.6g}",
+                **{k: f"{v:.6g}" for k, v in logs.items()},
+                "lr": f"{lr:.6g}",
+                "seconds": f"{seconds:.2f}",
+            }
+        )
 
 
 def _training_device(name: str, world: int) -> torch.device:
@@ -367,8 +410,9 @@ def _training_device(name: str, world: int) -> torch.device:
     return device
 
 
-def step_loss(task: Task, net: nn.Module, batch: list[torch.Tensor], rng: torch.Generator,
-              precision: str) -> tuple[torch.Tensor, dict]:  # fmt: skip
+def step_loss(
+    task: Task, net: nn.Module, batch: list[torch.Tensor], rng: torch.Generator, precision: str
+) -> tuple[torch.Tensor, dict]:
     """``task.loss`` of one step, under bf16 autocast for ``precision="bf16"``. Dropout draws from
     torch's global RNG: it is seeded from ``rng`` inside a fork, so a resumed run repeats the same
     masks and nothing outside the loop sees the change."""
@@ -381,8 +425,12 @@ def step_loss(task: Task, net: nn.Module, batch: list[torch.Tensor], rng: torch.
 
 def run_info(steps: int, wall: float, world: int, device: torch.device, history: list) -> dict:
     """What `train` reports about a finished run (the export sidecar's fields)."""
-    info = {"steps": steps, "wall_time_s": round(wall, 1), "world_size": world,
-            "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device)}  # fmt: skip
+    info = {
+        "steps": steps,
+        "wall_time_s": round(wall, 1),
+        "world_size": world,
+        "device": device.type if device.type == "cpu" else torch.cuda.get_device_name(device),
+    }
     if world > 1:
         info["replicas_identical"] = True  # `check_replicas_agree` passed
     if history:
@@ -390,8 +438,14 @@ def run_info(steps: int, wall: float, world: int, device: torch.device, history:
     return info
 
 
-def export(task: Task, ema: nn.Module, info: dict, settings: LoopSettings, export_path: str | os.PathLike,
-           dtype: torch.dtype = torch.float16) -> Path:  # fmt: skip
+def export(
+    task: Task,
+    ema: nn.Module,
+    info: dict,
+    settings: LoopSettings,
+    export_path: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
     """Write ``<export_path>.safetensors`` (``dtype`` weights) and ``<export_path>.json``; metrics are
     measured on the model read back from the written file (what ships is what was measured)."""
     export_path = Path(export_path)

@@ -18,10 +18,10 @@ from tokenbridge import checkpoints
 from tokenbridge import vae as vae_module
 from tokenbridge.classifier import ClassifierConfig, build_classifier
 from tokenbridge.data import ImageFolderDataset, LatentDataset, cache_latents
+from tokenbridge.devices import pick_device
 from tokenbridge.evaluation import generation_metrics
 from tokenbridge.generator import build_generator, patchify, preset_config
 from tokenbridge.metrics import accuracy, classifier_outputs, psnr
-from tokenbridge.devices import pick_device
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.quantizer import GaussianQuantizer
 from tokenbridge.sampling import ORDERS
@@ -29,8 +29,15 @@ from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.spectral import frequency_order
 from tokenbridge.training_loop import Task
 
-RECIPE_FIELDS = ("position_bias", "mask_ratio_min", "value_loss", "head_init", "local_mixing", "class_input",
-                 "absolute_position")
+RECIPE_FIELDS = (
+    "position_bias",
+    "mask_ratio_min",
+    "value_loss",
+    "head_init",
+    "local_mixing",
+    "class_input",
+    "absolute_position",
+)
 """Generator config fields a recipe field of the same name overrides (see `GeneratorConfig`)."""
 
 # ------------------------------------------------------------------------------------------------
@@ -164,8 +171,11 @@ def vae_task(recipe: VAERecipe) -> Task:
         model_config=lambda m: m.config.to_dict(),
         export_metrics=lambda model, device: _vae_metrics(model, device, recipe.image_size),
         prepare_export=prepare_export,
-        data_description={**_description(dataset, recipe.data), "recon_loss": recipe.recon_loss,
-                          "kl_weight": recipe.kl_weight},
+        data_description={
+            **_description(dataset, recipe.data),
+            "recon_loss": recipe.recon_loss,
+            "kl_weight": recipe.kl_weight,
+        },
     )
 
 
@@ -179,10 +189,13 @@ def _vae_metrics(model, device, image_size: int) -> dict:
         z = model.encode_latents(x)
         cont.append(psnr(model.decode_latents(z), x))
         quant.append(psnr(model.decode_latents(quantizer.dequantize(quantizer.quantize(z))), x))
-    return {"heldout_images": 1000, "psnr_continuous_db": round(float(torch.cat(cont).mean()), 3),
-            "psnr_quantized_b64_db": round(float(torch.cat(quant).mean()), 3),
-            "latent_scale_factor": model.config.scale_factor,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "heldout_images": 1000,
+        "psnr_continuous_db": round(float(torch.cat(cont).mean()), 3),
+        "psnr_quantized_b64_db": round(float(torch.cat(quant).mean()), 3),
+        "latent_scale_factor": model.config.scale_factor,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,8 +216,11 @@ def classifier_task(recipe: ClassifierRecipe) -> Task:
         heldout = heldout_shapes(2000, recipe.image_size)
         labels = torch.tensor([heldout[i][1] for i in range(len(heldout))])
         _, predicted = classifier_outputs(model, (x for x, _ in _image_batches(heldout, len(heldout))), device)
-        return {"heldout_images": len(heldout), "heldout_accuracy": round(accuracy(predicted, labels), 4),
-                "parameters": sum(p.numel() for p in model.parameters())}
+        return {
+            "heldout_images": len(heldout),
+            "heldout_accuracy": round(accuracy(predicted, labels), 4),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
 
     return Task(
         kind="classifier",
@@ -234,8 +250,14 @@ def latent_cache(recipe: GeneratorRecipe) -> LatentDataset:
         subset = torch.utils.data.Subset(images, range(min(recipe.num_images, len(images))))
         subset.classes = images.classes
         subset.description = {**getattr(images, "description", {}), "num_samples": len(subset)}
-        cache_latents(vae.encode_latents, subset, path, device=device, num_workers=recipe.workers,
-                      info={"vae": str(recipe.vae), "scale_factor": vae.config.scale_factor})
+        cache_latents(
+            vae.encode_latents,
+            subset,
+            path,
+            device=device,
+            num_workers=recipe.workers,
+            info={"vae": str(recipe.vae), "scale_factor": vae.config.scale_factor},
+        )
     return LatentDataset(path)
 
 
@@ -246,15 +268,20 @@ def latent_layout(meta: dict, image_size: int) -> dict:
     channels, height, width = meta["latent_shape"]
     size = int(meta.get("dataset", {}).get("size", image_size))
     if height != width or size % height:
-        raise ValueError(f"latents {meta['latent_shape']} of {size}x{size} images: the generator needs a square "
-                         f"latent grid that divides the image size")
+        raise ValueError(
+            f"latents {meta['latent_shape']} of {size}x{size} images: the generator needs a square "
+            f"latent grid that divides the image size"
+        )
     return {"img_size": size, "vae_stride": size // height, "vae_embed_dim": channels}
 
 
 def generator_overrides(recipe: GeneratorRecipe, cache: LatentDataset, channel_order: torch.Tensor) -> dict:
     """Preset overrides: the cache's layout and classes, the channel order, and the recipe fields set."""
-    overrides = {**latent_layout(cache.metadata, recipe.image_size), "channel_order": tuple(channel_order.tolist()),
-                 "class_num": max(cache.num_classes, 1)}
+    overrides = {
+        **latent_layout(cache.metadata, recipe.image_size),
+        "channel_order": tuple(channel_order.tolist()),
+        "class_num": max(cache.num_classes, 1),
+    }
     if recipe.dropout is not None:
         overrides.update(attn_dropout=recipe.dropout, proj_dropout=recipe.dropout)
     for name in RECIPE_FIELDS:  # recipe fields left unset keep the preset's value
@@ -275,18 +302,26 @@ def generator_task(recipe: GeneratorRecipe) -> Task:
 
     def loss(net, batch, rng):
         indices_BNC, labels_B = batch
-        ce, per_channel = net(indices_BNC.long(), labels_B, rng, return_channel_ce=True,
-                              head_positions=recipe.head_positions)
-        return ce, {"ce": per_channel.mean().item(), "ce_first": per_channel[0].item(), "ce_last": per_channel[-1].item()}
+        ce, per_channel = net(
+            indices_BNC.long(), labels_B, rng, return_channel_ce=True, head_positions=recipe.head_positions
+        )
+        return ce, {
+            "ce": per_channel.mean().item(),
+            "ce_first": per_channel[0].item(),
+            "ce_last": per_channel[-1].item(),
+        }
 
     @torch.no_grad()
     def export_metrics(model, device):
         pipe = Pipeline(checkpoints.load_model(recipe.vae, kind="vae"), model, classes=cache.classes, device=device)
         classifier = checkpoints.load_model(recipe.classifier, kind="classifier")
-        return {"parameters": sum(p.numel() for p in model.parameters()),
-                "channel_order": list(model.config.generation_order),
-                "samples": {order: generation_metrics(pipe, classifier, recipe.eval_samples, order=order)
-                            for order in ORDERS}}
+        return {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "channel_order": list(model.config.generation_order),
+            "samples": {
+                order: generation_metrics(pipe, classifier, recipe.eval_samples, order=order) for order in ORDERS
+            },
+        }
 
     return Task(
         kind="generator",
@@ -295,13 +330,20 @@ def generator_task(recipe: GeneratorRecipe) -> Task:
         loss=loss,
         model_config=lambda m: m.config.to_dict(),
         export_metrics=export_metrics,
-        data_description={"latents": cache.metadata, "channel_order": recipe.channel_order, "preset": recipe.preset,
-                          "head_positions": recipe.head_positions},
+        data_description={
+            "latents": cache.metadata,
+            "channel_order": recipe.channel_order,
+            "preset": recipe.preset,
+            "head_positions": recipe.head_positions,
+        },
         extra={"classes": cache.classes},
         lr_scales={} if recipe.head_lr_scale == 1.0 else {"channel_heads.": recipe.head_lr_scale},
     )
 
 
-TASKS = {"vae": (VAERecipe, vae_task), "classifier": (ClassifierRecipe, classifier_task),
-         "generator": (GeneratorRecipe, generator_task)}
+TASKS = {
+    "vae": (VAERecipe, vae_task),
+    "classifier": (ClassifierRecipe, classifier_task),
+    "generator": (GeneratorRecipe, generator_task),
+}
 """Each task's recipe type and the function that makes its `Task`."""

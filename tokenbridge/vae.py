@@ -58,8 +58,9 @@ class VAEConfig:
         for name in ("ch_mult", "encoder_attn_resolutions", "decoder_attn_resolutions"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.norm_groups < 1 or self.ch <= 0 or self.ch % self.norm_groups:
-            raise ValueError(f"ch must be a positive multiple of norm_groups, got ch={self.ch}, "
-                             f"norm_groups={self.norm_groups}")
+            raise ValueError(
+                f"ch must be a positive multiple of norm_groups, got ch={self.ch}, norm_groups={self.norm_groups}"
+            )
         if not self.ch_mult or min(self.ch_mult) <= 0:
             raise ValueError(f"ch_mult must be non-empty and positive, got {self.ch_mult}")
         if self.resolution % self.downsampling_factor:
@@ -189,8 +190,10 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         for level in range(len(config.ch_mult)):
             w_in, w_out = widths[level], widths[level + 1]
-            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, config.dropout, config.norm_groups)
-                      for i in range(config.num_res_blocks)]
+            blocks = [
+                ResnetBlock(w_in if i == 0 else w_out, w_out, config.dropout, config.norm_groups)
+                for i in range(config.num_res_blocks)
+            ]
             attended = res in config.encoder_attn_resolutions
             attns = [AttnBlock(w_out, config.norm_groups) for _ in blocks] if attended else []
             stage = _Level(blocks, attns)
@@ -225,8 +228,10 @@ class Decoder(nn.Module):
         w_in = widths[-1]
         for level in reversed(range(len(config.ch_mult))):
             w_out = widths[level]
-            blocks = [ResnetBlock(w_in if i == 0 else w_out, w_out, config.dropout, config.norm_groups)
-                      for i in range(config.num_res_blocks + 1)]
+            blocks = [
+                ResnetBlock(w_in if i == 0 else w_out, w_out, config.dropout, config.norm_groups)
+                for i in range(config.num_res_blocks + 1)
+            ]
             attended = res in config.decoder_attn_resolutions
             attns = [AttnBlock(w_out, config.norm_groups) for _ in blocks] if attended else []
             stage = _Level(blocks, attns)
@@ -300,8 +305,9 @@ class AutoencoderKL(nn.Module):
             raise ValueError(f"expected latents [B, {self.config.embed_dim}, h, w], got {tuple(z.shape)}")
         return self.decoder(self.post_quant_conv(z))
 
-    def encode_latents(self, images: torch.Tensor, rng: torch.Generator | None = None,
-                       sample: bool = False) -> torch.Tensor:  # fmt: skip
+    def encode_latents(
+        self, images: torch.Tensor, rng: torch.Generator | None = None, sample: bool = False
+    ) -> torch.Tensor:
         """Scaled latents (posterior mean, or a sample when ``sample``) × ``scale_factor``."""
         posterior = self.encode(images)
         z = posterior.sample(rng) if sample else posterior.mean
@@ -329,8 +335,9 @@ class AutoencoderKL(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-_EMBEDDED = dict(ch=32, norm_groups=8, num_res_blocks=1, encoder_attn_resolutions=(), decoder_attn_resolutions=(),
-                 scale_factor=1.0)
+_EMBEDDED = dict(
+    ch=32, norm_groups=8, num_res_blocks=1, encoder_attn_resolutions=(), decoder_attn_resolutions=(), scale_factor=1.0
+)
 PRESETS: dict[str, VAEConfig] = {
     # The official MAR KL-16 (256×256 → 16×16×16; 66,456,019 parameters).
     "kl16": VAEConfig(),

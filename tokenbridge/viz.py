@@ -63,7 +63,7 @@ def plot_curves(
     fig = Figure(figsize=(5.5, 3.5), layout="constrained")
     ax = fig.subplots()
     for name, ys in curves.items():
-        line, = ax.plot(list(x), list(ys), "o-", ms=4, label=name)
+        (line,) = ax.plot(list(x), list(ys), "o-", ms=4, label=name)
         if errors is not None and name in errors:
             y, e = np.asarray(ys, dtype=float), np.asarray(errors[name], dtype=float)
             ax.fill_between(list(x), y - e, y + e, color=line.get_color(), alpha=0.2, lw=0)
@@ -94,8 +94,7 @@ def plot_rule_disagreement(levels: int, std_range: float = 3.0, points: int = 20
     fig = Figure(figsize=(9, 2.8), layout="constrained")
     ax = fig.subplots()
     ax.plot(u.numpy(), _gaussian_density(u.numpy()), color="black", lw=1, label="N(0, 1)")
-    ax.fill_between(u.numpy(), 0, 0.42 * differs, color="tab:orange", alpha=0.6, step="mid",
-                    label="nearest ≠ interval")
+    ax.fill_between(u.numpy(), 0, 0.42 * differs, color="tab:orange", alpha=0.6, step="mid", label="nearest ≠ interval")
     ax.set_xlabel("normalized latent u")
     ax.set_title(f"B = {levels}: nearest (argmin |u − γ_i|) vs interval (b_i ≤ u < b_i+1)")
     ax.legend(loc="upper right", fontsize=8)
@@ -135,8 +134,12 @@ def _channel_list(channels: Sequence[int] | None, count: int) -> list[int]:
     return picked
 
 
-def plot_channel_maps(latents: torch.Tensor, channels: Sequence[int] | None = None,
-                      row_labels: Sequence[str] | None = None, limit: float | None = None) -> Figure:  # fmt: skip
+def plot_channel_maps(
+    latents: torch.Tensor,
+    channels: Sequence[int] | None = None,
+    row_labels: Sequence[str] | None = None,
+    limit: float | None = None,
+) -> Figure:
     """Latent maps ``[N, C, h, w]``: one row per image, one column per channel (in ``channels``
     order, default 0..C-1), one shared diverging colour scale ±``limit`` (default: the largest
     absolute value) and its colour bar. Axes: ``N · len(channels) + 1``."""
@@ -183,14 +186,19 @@ def plot_power_spectra(spectra: torch.Tensor, channels: Sequence[int] | None = N
         ax.set_title(f"c{c}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes[len(picked):]:
+    for ax in axes[len(picked) :]:
         ax.remove()
     fig.colorbar(im, ax=axes[: len(picked)].tolist(), shrink=0.8, label="log10 power (DC centred)")
     return fig
 
 
-def plot_radial_profiles(radii: torch.Tensor, power: torch.Tensor, cutoff: float | None = None,
-                         highlight: Sequence[int] = (), normalize: bool = True) -> Figure:  # fmt: skip
+def plot_radial_profiles(
+    radii: torch.Tensor,
+    power: torch.Tensor,
+    cutoff: float | None = None,
+    highlight: Sequence[int] = (),
+    normalize: bool = True,
+) -> Figure:
     """Radial power profiles (`spectral.radial_profile`: radii ``[K]``, power ``[C, K]``), one
     line per channel on a log axis; ``highlight`` channels are drawn bold and labelled, the rest
     grey. ``normalize`` divides each profile by its mean over the bands (compares shapes, not
@@ -220,8 +228,12 @@ def plot_radial_profiles(radii: torch.Tensor, power: torch.Tensor, cutoff: float
     return fig
 
 
-def plot_ratio_order(ratios: torch.Tensor, title: str = "low-frequency energy ratio",
-                     reference: float | None = None, reference_label: str = "reference") -> Figure:  # fmt: skip
+def plot_ratio_order(
+    ratios: torch.Tensor,
+    title: str = "low-frequency energy ratio",
+    reference: float | None = None,
+    reference_label: str = "reference",
+) -> Figure:
     """Bars of per-channel ratios ``[C]`` sorted descending (ties: lower channel first), so the
     x axis reads as the generation order, channel names under the bars; ``reference`` draws a
     dashed horizontal line (e.g. the ratio of white noise). One axes."""
@@ -241,9 +253,14 @@ def plot_ratio_order(ratios: torch.Tensor, title: str = "low-frequency energy ra
     return fig
 
 
-def plot_channel_bars(values: Mapping[str, Sequence[float]], ylabel: str, title: str = "",
-                      channels: Sequence[int] | None = None, reference: float | None = None,
-                      ylim: tuple[float, float] | None = None) -> Figure:  # fmt: skip
+def plot_channel_bars(
+    values: Mapping[str, Sequence[float]],
+    ylabel: str,
+    title: str = "",
+    channels: Sequence[int] | None = None,
+    reference: float | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> Figure:
     """Grouped bars: for each channel, one bar per named series (each ``[C]``, in the order of
     ``channels``, the channel indices written under the bars, default 0..C-1); ``reference``
     draws a horizontal line (e.g. log2 B); ``ylim`` zooms the value axis. One axes."""
@@ -275,8 +292,12 @@ def plot_channel_bars(values: Mapping[str, Sequence[float]], ylabel: str, title:
     return fig
 
 
-def plot_channel_histograms(latents: torch.Tensor, quantizers: Mapping[str, GaussianQuantizer],
-                            channels: Sequence[int] | None = None, bins: int = 60) -> Figure:  # fmt: skip
+def plot_channel_histograms(
+    latents: torch.Tensor,
+    quantizers: Mapping[str, GaussianQuantizer],
+    channels: Sequence[int] | None = None,
+    bins: int = 60,
+) -> Figure:
     """Histograms of latents ``[N, C, h, w]`` in each quantizer's normalized units u (before
     clamping), one row per quantizer (labelled with its key), one column per channel, with the
     N(0, 1) density the bins are laid out for, the bin boundaries (grey) and the clamp at ±r
@@ -294,8 +315,9 @@ def plot_channel_histograms(latents: torch.Tensor, quantizers: Mapping[str, Gaus
         for j, (ax, c) in enumerate(zip(row, picked)):
             for b in q.boundaries.numpy()[1:-1]:
                 ax.axvline(b, color="0.7", lw=0.4)
-            ax.hist(u[:, c].flatten().numpy(), bins=bins, range=(-r - 1, r + 1), density=True,
-                    color="tab:blue", alpha=0.7)  # fmt: skip
+            ax.hist(
+                u[:, c].flatten().numpy(), bins=bins, range=(-r - 1, r + 1), density=True, color="tab:blue", alpha=0.7
+            )
             ax.plot(grid, _gaussian_density(grid), color="black", lw=1)
             for edge in (-r, r):
                 ax.axvline(edge, color="tab:red", lw=1)
@@ -314,8 +336,9 @@ def plot_channel_histograms(latents: torch.Tensor, quantizers: Mapping[str, Gaus
 # ------------------------------------------------------------------------------------------------
 
 
-def rows_by_setting(rows: Sequence[Mapping], metric: str, keys: Sequence[str] = ("assign", "calibration", "bins")
-                    ) -> tuple[list[int], dict[str, list[float | None]], float | None]:  # fmt: skip
+def rows_by_setting(
+    rows: Sequence[Mapping], metric: str, keys: Sequence[str] = ("assign", "calibration", "bins")
+) -> tuple[list[int], dict[str, list[float | None]], float | None]:
     """Evaluation rows (dicts as `tokenbridge.evaluation.reconstruction_table` returns, ``levels``
     None for the continuous latents) -> ``(sorted levels, {"nearest, fixed, gaussian": [metric
     per level, None where missing]}, the continuous row's metric or None)``, for `plot_vs_bits`."""
@@ -341,9 +364,15 @@ def _with_gaps(values: Sequence[float | None]) -> list[float]:
     return [np.nan if v is None else float(v) for v in values]
 
 
-def plot_vs_bits(levels: Sequence[int], curves: Mapping[str, Sequence[float | None]], ylabel: str,
-                 title: str = "", baselines: Mapping[str, float] | None = None, logy: bool = False,
-                 references: Mapping[str, Sequence[float | None]] | None = None) -> Figure:  # fmt: skip
+def plot_vs_bits(
+    levels: Sequence[int],
+    curves: Mapping[str, Sequence[float | None]],
+    ylabel: str,
+    title: str = "",
+    baselines: Mapping[str, float] | None = None,
+    logy: bool = False,
+    references: Mapping[str, Sequence[float | None]] | None = None,
+) -> Figure:
     """Named series over the number of levels B (log2 x axis labelled with B and bits); ``None``
     entries are gaps. ``references`` (e.g. a paper's numbers) are drawn in black with square
     markers, ``baselines`` as dashed/dotted horizontal lines (e.g. the continuous latents). One axes."""
@@ -377,8 +406,9 @@ def plot_vs_bits(levels: Sequence[int], curves: Mapping[str, Sequence[float | No
     return fig
 
 
-def plot_image_rows(rows: Mapping[str, torch.Tensor], column_labels: Sequence[str] | None = None,
-                    scale: float = 1.1) -> Figure:  # fmt: skip
+def plot_image_rows(
+    rows: Mapping[str, torch.Tensor], column_labels: Sequence[str] | None = None, scale: float = 1.1
+) -> Figure:
     """Images ``[N, 3, H, W]`` in [-1, 1] per named row (all rows the same N), row names on the
     left. Axes: ``len(rows) · N``."""
     if not rows:
@@ -416,8 +446,9 @@ _COMMIT_COLOURS = matplotlib.colors.ListedColormap(["white", "0.75", "tab:orange
 _MASK_COLOURS = ("tab:red", "tab:cyan", "yellow", "tab:green")
 
 
-def _outline(ax, mask: torch.Tensor, extent: tuple[float, float, float, float], colour: str,
-             width: float = 1.2) -> None:  # fmt: skip
+def _outline(
+    ax, mask: torch.Tensor, extent: tuple[float, float, float, float], colour: str, width: float = 1.2
+) -> None:
     """Contour of a bool mask ``[H, W]`` drawn over ``extent`` (left, right, bottom, top)."""
     m = torch.as_tensor(mask).detach().cpu().float().numpy()
     if 0 < m.sum() < m.size:
@@ -428,8 +459,9 @@ def _outline(ax, mask: torch.Tensor, extent: tuple[float, float, float, float], 
         ax.contour(xs, ys, m, levels=[0.5], colors=colour, linewidths=width)
 
 
-def plot_sampling_steps(runs: Mapping[str, Sequence], steps: Sequence[int] | None = None,
-                        outlines: Mapping[str, torch.Tensor] | None = None) -> Figure:  # fmt: skip
+def plot_sampling_steps(
+    runs: Mapping[str, Sequence], steps: Sequence[int] | None = None, outlines: Mapping[str, torch.Tensor] | None = None
+) -> Figure:
     """Image 0 of each named sampling run (a list of `tokenbridge.pipeline.PreviewStep` with
     previews) at the chosen ``steps`` (default all): three rows per run, the decoded preview, the
     token grid (white: still masked, grey: committed before, orange: committed at this step) and the
@@ -459,8 +491,9 @@ def plot_sampling_steps(runs: Mapping[str, Sequence], steps: Sequence[int] | Non
             size = run[t].preview.shape[-1]
             preview_ax.imshow(to_uint8_image(run[t].preview[0]), interpolation="nearest")
             commit_ax.imshow(state.numpy(), cmap=_COMMIT_COLOURS, vmin=0, vmax=2, extent=(0, grid, grid, 0))
-            im = score_ax.imshow(np.ma.masked_invalid(scores[j].numpy()), cmap=cmap, vmin=vmin, vmax=vmax,
-                                 extent=(0, grid, grid, 0))  # fmt: skip
+            im = score_ax.imshow(
+                np.ma.masked_invalid(scores[j].numpy()), cmap=cmap, vmin=vmin, vmax=vmax, extent=(0, grid, grid, 0)
+            )
             if outlines is not None and name in outlines:
                 _outline(preview_ax, outlines[name], (0, size, size, 0), "tab:red")
                 for ax in (commit_ax, score_ax):
@@ -476,15 +509,21 @@ def plot_sampling_steps(runs: Mapping[str, Sequence], steps: Sequence[int] | Non
     return fig
 
 
-def plot_mask_overlays(images: torch.Tensor, masks: Mapping[str, torch.Tensor],
-                       column_labels: Sequence[str] | None = None, scale: float = 1.4) -> Figure:  # fmt: skip
+def plot_mask_overlays(
+    images: torch.Tensor,
+    masks: Mapping[str, torch.Tensor],
+    column_labels: Sequence[str] | None = None,
+    scale: float = 1.4,
+) -> Figure:
     """Images ``[N, 3, H, W]`` in [-1, 1] in one row, each named set of masks ``[N, H, W]``
     outlined in its own colour, the first widest so that coinciding outlines stay visible
     (legend below). Axes: ``N``."""
     x = _check_dim("images", images, 4, "[N, 3, H, W]")
     if len(masks) > len(_MASK_COLOURS) or any(tuple(m.shape) != (x.shape[0], *x.shape[2:]) for m in masks.values()):
-        raise ValueError(f"masks must be at most {len(_MASK_COLOURS)} sets of [N, H, W] = "
-                         f"{[x.shape[0], *x.shape[2:]]}, got {[tuple(m.shape) for m in masks.values()]}")
+        raise ValueError(
+            f"masks must be at most {len(_MASK_COLOURS)} sets of [N, H, W] = "
+            f"{[x.shape[0], *x.shape[2:]]}, got {[tuple(m.shape) for m in masks.values()]}"
+        )
     fig = Figure(figsize=(scale * x.shape[0] + 0.4, scale + 0.7), layout="constrained")
     axes = fig.subplots(1, x.shape[0], squeeze=False)[0]
     h, w = x.shape[2:]
@@ -533,7 +572,7 @@ def plot_training_curves(columns: Mapping[str, Sequence[float]], title: str = ""
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     for ax, name in zip(axes, names):
         values = np.asarray(columns[name], dtype=float)
-        line, = ax.plot(steps, values, lw=0.6, alpha=0.4)
+        (line,) = ax.plot(steps, values, lw=0.6, alpha=0.4)
         window = max(1, min(smooth, len(values) // 4))
         mean = np.convolve(values, np.ones(window) / window, mode="valid")
         ax.plot(steps[window // 2 : window // 2 + len(mean)], mean, lw=1.8, color=line.get_color())
@@ -589,8 +628,13 @@ def cell_edges(region: torch.Tensor, size: float) -> list[tuple[tuple[float, flo
     return segments
 
 
-def plot_edits(rows: Mapping[str, torch.Tensor], regions: torch.Tensor | Mapping[str, torch.Tensor],
-               column_labels: Sequence[str] | None = None, scale: float = 1.3, colour: str = "red") -> Figure:  # fmt: skip
+def plot_edits(
+    rows: Mapping[str, torch.Tensor],
+    regions: torch.Tensor | Mapping[str, torch.Tensor],
+    column_labels: Sequence[str] | None = None,
+    scale: float = 1.3,
+    colour: str = "red",
+) -> Figure:
     """Named rows of images ``[N, 3, H, W]`` in [-1, 1] (all of one shape), e.g. before and after
     an edit, top to bottom, with the edited token cells outlined (`cell_edges`). ``regions``: bool
     ``[h, w]`` (every image of every row) or ``[N, h, w]`` (per image), or a mapping row name →
@@ -601,8 +645,9 @@ def plot_edits(rows: Mapping[str, torch.Tensor], regions: torch.Tensor | Mapping
     n, size = first.shape[0], first.shape[-1]
     for name, images in rows.items():
         if tuple(images.shape) != tuple(first.shape):
-            raise ValueError(f"every row must have one shape, got {name!r} {list(images.shape)} and "
-                             f"{list(first.shape)}")  # fmt: skip
+            raise ValueError(
+                f"every row must have one shape, got {name!r} {list(images.shape)} and {list(first.shape)}"
+            )
     per_row = regions if isinstance(regions, Mapping) else {name: regions for name in rows}
     grids = {}
     for name, region in per_row.items():
@@ -610,8 +655,10 @@ def plot_edits(rows: Mapping[str, torch.Tensor], regions: torch.Tensor | Mapping
             raise ValueError(f"regions names row {name!r}, the rows are {list(rows)}")
         region = torch.as_tensor(region)
         if region.dtype != torch.bool or region.dim() not in (2, 3) or (region.dim() == 3 and region.shape[0] != n):
-            raise ValueError(f"the region of row {name!r} must be bool [h, w] or [{n}, h, w], got "
-                             f"{region.dtype} {list(region.shape)}")  # fmt: skip
+            raise ValueError(
+                f"the region of row {name!r} must be bool [h, w] or [{n}, h, w], got "
+                f"{region.dtype} {list(region.shape)}"
+            )
         grids[name] = region.expand(n, *region.shape[-2:])
     fig = plot_image_rows(rows, column_labels, scale)
     axes = np.asarray(fig.axes).reshape(len(rows), n)

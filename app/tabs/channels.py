@@ -31,8 +31,12 @@ def mark_position(image_HW3: np.ndarray, grid: int, row: int, col: int) -> np.nd
     cell = big.shape[0] / grid
     top, left = int(row * cell), int(col * cell)
     bottom, right = int((row + 1) * cell) - 1, int((col + 1) * cell) - 1
-    for y0, y1, x0, x1 in ((top, top + 2, left, right), (bottom - 1, bottom + 1, left, right),
-                           (top, bottom, left, left + 2), (top, bottom, right - 1, right + 1)):  # fmt: skip
+    for y0, y1, x0, x1 in (
+        (top, top + 2, left, right),
+        (bottom - 1, bottom + 1, left, right),
+        (top, bottom, left, left + 2),
+        (top, bottom, right - 1, right + 1),
+    ):
         big[max(y0, 0) : y1, max(x0, 0) : x1] = (255, 64, 0)
     return big
 
@@ -51,8 +55,13 @@ class Handlers:
             tokens = run.tokens[k - 1]
             latents = self.pipeline.tokens_to_latents(tokens[None])[0]
             probs = run.probs[k - 1].clone() if run.probs is not None else None
-            return ChannelImage(f"generated image {k} (seed {run.settings.seed + k - 1})", run.final_images()[k - 1],
-                                latents, tokens.clone(), probs)  # fmt: skip
+            return ChannelImage(
+                f"generated image {k} (seed {run.settings.seed + k - 1})",
+                run.final_images()[k - 1],
+                latents,
+                tokens.clone(),
+                probs,
+            )
         image = analysis.picked_image(self.pipeline, source, shape, number, upload)
         name = f"held-out shapes sample {int(number)} of class {shape!r}" if source == "shapes sample" else source
         return self._encoded(name, image)
@@ -65,23 +74,29 @@ class Handlers:
         grid = current.latents.shape[-1]
         marked = mark_position(current.image, grid, row, col)
         if current.probs is None:
-            return marked, figures.empty("channel-head distributions are recorded while sampling:<br>"
-                                         "load a generated image to see them")  # fmt: skip
+            return marked, figures.empty(
+                "channel-head distributions are recorded while sampling:<br>load a generated image to see them"
+            )
         n = row * grid + col
         title = f"row {row}, col {col}: each channel's distribution given the channels before it (orange: sampled)"
-        return marked, figures.channel_distributions(current.probs[n].float().numpy(), current.tokens[n].numpy(),
-                                                     self.pipeline.channel_order, title)  # fmt: skip
+        return marked, figures.channel_distributions(
+            current.probs[n].float().numpy(), current.tokens[n].numpy(), self.pipeline.channel_order, title
+        )
 
     def load(self, source, shape, number, upload, generated, session):
         current = self.pick(source, shape, number, upload, generated, session)
         strip = to_uint8_image(analysis.channel_prefix_images(self.pipeline, current.latents))
         this = spectral.low_frequency_ratio(current.latents[None], analysis.LOWFREQ_CUTOFF)
-        ratios = {"this image": this.numpy(),
-                  f"calibration ({self.calibration.count} training shapes)": self.calibration.lowfreq_ratio().numpy()}
+        ratios = {
+            "this image": this.numpy(),
+            f"calibration ({self.calibration.count} training shapes)": self.calibration.lowfreq_ratio().numpy(),
+        }
         grid = current.latents.shape[-1]
         row = col = grid // 2
-        info = (f"**{current.source}** · latents {tuple(current.latents.shape)} · generation order "
-                f"`{list(self.order)}` · click the image (or move the sliders) to pick a position")  # fmt: skip
+        info = (
+            f"**{current.source}** · latents {tuple(current.latents.shape)} · generation order "
+            f"`{list(self.order)}` · click the image (or move the sliders) to pick a position"
+        )
         return (
             *self.at_position(current, row, col),
             info,
@@ -118,13 +133,23 @@ def _outputs() -> SimpleNamespace:
     ui = SimpleNamespace()
     ui.info = gr.Markdown("", label="about the image", elem_id="channels-info")
     with gr.Row():
-        ui.image = gr.Image(label="current image (click a position)", interactive=False, format="png", height=260,
-                            elem_id="channels-image")  # fmt: skip
+        ui.image = gr.Image(
+            label="current image (click a position)",
+            interactive=False,
+            format="png",
+            height=260,
+            elem_id="channels-image",
+        )
         with gr.Column():
             ui.row = gr.Slider(0, 7, value=4, step=1, label="position row")
             ui.col = gr.Slider(0, 7, value=4, step=1, label="position column")
-    ui.strip = gr.Gallery(label="decoded with the first k channels kept (the rest at 0)", format="png", columns=8,
-                          height=280, elem_id="channels-strip")  # fmt: skip
+    ui.strip = gr.Gallery(
+        label="decoded with the first k channels kept (the rest at 0)",
+        format="png",
+        columns=8,
+        height=280,
+        elem_id="channels-strip",
+    )
     ui.lowfreq = gr.Plot(label="low-frequency ratio")
     ui.heatmaps = gr.Plot(label="latent channels")
     ui.dist = gr.Plot(label="channel-head distributions at the position")
@@ -135,8 +160,10 @@ def build(demo: gr.Blocks, pipeline: Pipeline, calibration: analysis.Calibration
     """Lay the tab out and wire its events (call inside ``gr.Tab("Channels")`` of ``demo``, whose
     load event shows the default image); ``session`` holds the Generate tab's run."""
     h = Handlers(pipeline, calibration)
-    gr.Markdown("Channels are generated one after another in the model's order (structure first). "
-                "Pick an image, then see what each added channel contributes.")  # fmt: skip
+    gr.Markdown(
+        "Channels are generated one after another in the model's order (structure first). "
+        "Pick an image, then see what each added channel contributes."
+    )
     current = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -149,8 +176,10 @@ def build(demo: gr.Blocks, pipeline: Pipeline, calibration: analysis.Calibration
     load.click(user_errors(h.load), picked, shown, api_name="channels")
     demo.load(user_errors(h.load), picked, shown, api_name=False)  # open with the default shapes sample shown
     show_position = user_errors(h.show_position)
-    ui.row.input(show_position, [ui.row, ui.col, current], [ui.image, ui.dist], api_name="position",
-                 trigger_mode="always_last")  # fmt: skip
-    ui.col.input(show_position, [ui.row, ui.col, current], [ui.image, ui.dist], api_name=False,
-                 trigger_mode="always_last")  # fmt: skip
+    ui.row.input(
+        show_position, [ui.row, ui.col, current], [ui.image, ui.dist], api_name="position", trigger_mode="always_last"
+    )
+    ui.col.input(
+        show_position, [ui.row, ui.col, current], [ui.image, ui.dist], api_name=False, trigger_mode="always_last"
+    )
     ui.image.select(user_errors(h.click_position), [current], [ui.row, ui.col, ui.image, ui.dist], api_name=False)

@@ -35,8 +35,7 @@ from tokenbridge.regions import cells_mask, parse_cells
 SELECTED, CHANGED, GRID_LINE = (245, 133, 24), OUTLINE, (255, 255, 255)
 FEATHER_RANGE = (0, 16)
 INTRO = "Pick an image and press **Load**, then click cells to select the region to re-sample."
-NO_CELL = ("no cell selected: click cells on the image (or type rows,columns such as 2:6,2:6) "
-           "before pressing Edit")  # fmt: skip
+NO_CELL = "no cell selected: click cells on the image (or type rows,columns such as 2:6,2:6) before pressing Edit"
 NO_IMAGE = "no image loaded: pick an image and press Load (Edit tab) first"
 
 
@@ -134,8 +133,11 @@ class Handlers:
         choice("image source", source, SOURCES)
         if source == "generated image":
             run, k = last_generated(session, generated)
-            return EditImage(f"generated image {k} (seed {run.settings.seed + k - 1})", run.final_images()[k - 1],
-                             run.tokens[k - 1].clone())  # fmt: skip
+            return EditImage(
+                f"generated image {k} (seed {run.settings.seed + k - 1})",
+                run.final_images()[k - 1],
+                run.tokens[k - 1].clone(),
+            )
         image = analysis.picked_image(self.pipeline, source, shape, sample, upload)
         name = f"shapes sample {int(sample)} of {shape!r}" if source == "shapes sample" else source
         return EditImage(name, to_uint8_image(image), self.pipeline.encode_tokens(image[None])[0].long())
@@ -154,8 +156,10 @@ class Handlers:
         if current is None:
             return INTRO
         n = current.tokens.shape[0]
-        return (f"**{current.source}** · {self.grid}×{self.grid} = {n} tokens · click cells to select or unselect "
-                f"them, or type them below")  # fmt: skip
+        return (
+            f"**{current.source}** · {self.grid}×{self.grid} = {n} tokens · click cells to select or unselect "
+            f"them, or type them below"
+        )
 
     def _shown(self, current: EditImage | None, region) -> np.ndarray | None:
         selected = parse_region(region, self.grid)
@@ -191,8 +195,10 @@ class Handlers:
         label, cells = class_index(self.pipeline, class_name), self.grid * self.grid
         steps = knob_value("num_steps", steps, cells)
         return selected, dict(
-            labels=None if label is None else [label], seed=integer("seed", seed, 0, MAX_SEED),
-            order=knob_value("order", order, cells), num_steps=min(steps, int(selected.sum())),
+            labels=None if label is None else [label],
+            seed=integer("seed", seed, 0, MAX_SEED),
+            order=knob_value("order", order, cells),
+            num_steps=min(steps, int(selected.sum())),
             cfg=knob_value("cfg", cfg, cells),
         )
 
@@ -214,25 +220,35 @@ class Handlers:
             commit_step[committed], commit_score[committed] = s.step, score[committed]
             status = self._status(s, selected, kw, committed, mask)
             known = commit_step >= 0
-            maps = (figures.committed_map(mask, committed, commit_step, self.grid,
-                                          "positions (outside the region: kept)"),
-                    figures.confidence_map(np.where(known, commit_score, score), known, committed, self.grid,
-                                           "confidence in the region"))  # fmt: skip
+            maps = (
+                figures.committed_map(mask, committed, commit_step, self.grid, "positions (outside the region: kept)"),
+                figures.confidence_map(
+                    np.where(known, commit_score, score), known, committed, self.grid, "confidence in the region"
+                ),
+            )
             after = None
             if s.step == s.num_steps - 1:
-                before, after, status = self._finish(current, s.tokens[0].cpu(), out.preview, selected, pasted,
-                                                     status)  # fmt: skip
+                before, after, status = self._finish(current, s.tokens[0].cpu(), out.preview, selected, pasted, status)
             shown = outline(enlarge(to_uint8_image(out.preview)[0]), self.grid, selected, SELECTED)
             yield shown, status, *maps, before, after
 
     def _status(self, s, selected, kw, committed, mask) -> str:
         total, t = int(selected.sum()), s.step + 1
         bar = "▰" * round(10 * t / s.num_steps)
-        return (f"**step {t} / {s.num_steps}** {bar.ljust(10, '▱')} · {int(mask.sum())} of {total} selected cells "
-                f"still masked · {int(committed.sum())} committed at this step · CFG w = {s.cfg:.2f}")  # fmt: skip
+        return (
+            f"**step {t} / {s.num_steps}** {bar.ljust(10, '▱')} · {int(mask.sum())} of {total} selected cells "
+            f"still masked · {int(committed.sum())} committed at this step · CFG w = {s.cfg:.2f}"
+        )
 
-    def _finish(self, current: EditImage, tokens: torch.Tensor, decoded: torch.Tensor, selected: np.ndarray,
-                feather: int | None, status: str) -> tuple:  # fmt: skip
+    def _finish(
+        self,
+        current: EditImage,
+        tokens: torch.Tensor,
+        decoded: torch.Tensor,
+        selected: np.ndarray,
+        feather: int | None,
+        status: str,
+    ) -> tuple:
         """Before / after with the changed cells outlined, after = ``decoded`` ``[1, 3, H, W]`` pasted
         back into the image (``feather`` None: the raw decode); the result kept for "Use the result"."""
         if feather is not None:
@@ -242,8 +258,11 @@ class Handlers:
         current.result = EditImage(f"the edit of {current.source}", after, tokens.long())
         kept = "the raw decode" if feather is None else f"pasted back, feather {feather} px"
         status += f" · **done**: {int(changed.sum())} cell(s) changed (outlined red) · {kept}"
-        return (outline(enlarge(current.image), self.grid, changed, CHANGED),
-                outline(enlarge(after), self.grid, changed, CHANGED), status)  # fmt: skip
+        return (
+            outline(enlarge(current.image), self.grid, changed, CHANGED),
+            outline(enlarge(after), self.grid, changed, CHANGED),
+            status,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -257,22 +276,37 @@ def _controls(pipeline: Pipeline) -> SimpleNamespace:
     seq_len = pipeline.generator.config.seq_len if pipeline.generator is not None else 2
     ui = image_picker(elem_id="edit-source")
     ui.load = gr.Button("Load", elem_id="edit-load")
-    ui.region = gr.Textbox("", label="selected cells: ROWS,COLUMNS; ... (click the image, or type and press Enter)",
-                           placeholder="e.g. 2:6,2:6", elem_id="edit-region")  # fmt: skip
+    ui.region = gr.Textbox(
+        "",
+        label="selected cells: ROWS,COLUMNS; ... (click the image, or type and press Enter)",
+        placeholder="e.g. 2:6,2:6",
+        elem_id="edit-region",
+    )
     with gr.Row():
         ui.clear = gr.Button("Clear", size="sm", min_width=80, elem_id="edit-clear")
         ui.invert = gr.Button("Invert (outpaint)", size="sm", min_width=80, elem_id="edit-invert")
-    ui.class_name = gr.Dropdown(classes, value=classes[min(9, len(classes) - 1)], label="class of the region",
-                                elem_id="edit-class")  # fmt: skip
+    ui.class_name = gr.Dropdown(
+        classes, value=classes[min(9, len(classes) - 1)], label="class of the region", elem_id="edit-class"
+    )
     ui.order = sampler_control("order", seq_len, elem_id="edit-order")
     ui.seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
-    ui.steps = sampler_control("num_steps", seq_len, value=min(8, seq_len),
-                               label="steps (at most one per selected cell)")
+    ui.steps = sampler_control(
+        "num_steps", seq_len, value=min(8, seq_len), label="steps (at most one per selected cell)"
+    )
     ui.cfg = sampler_control("cfg", seq_len)
-    ui.paste = gr.Checkbox(True, label="paste the original back outside the region (off: the raw decode, which "
-                           "changes pixels everywhere a little)", elem_id="edit-paste")  # fmt: skip
-    ui.feather = gr.Slider(*FEATHER_RANGE, value=FEATHER, step=1, label="feather (pixels of blending outside the "
-                           "region)", elem_id="edit-feather")  # fmt: skip
+    ui.paste = gr.Checkbox(
+        True,
+        label="paste the original back outside the region (off: the raw decode, which "
+        "changes pixels everywhere a little)",
+        elem_id="edit-paste",
+    )
+    ui.feather = gr.Slider(
+        *FEATHER_RANGE,
+        value=FEATHER,
+        step=1,
+        label="feather (pixels of blending outside the region)",
+        elem_id="edit-feather",
+    )
     with gr.Row():
         ui.edit = gr.Button("Edit", variant="primary", min_width=80, elem_id="edit-btn")
         ui.again = gr.Button("Use the result", min_width=80, elem_id="edit-again")
@@ -300,8 +334,10 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
     ``/edit_load`` and ``/edit`` (``/edit_result``: continue from the last edit)."""
     h = Handlers(pipeline)
     if pipeline.generator is None:
-        gr.Markdown("**No generator loaded**: editing re-samples tokens with the generator. Start the app with "
-                    "`--generator PATH`.")  # fmt: skip
+        gr.Markdown(
+            "**No generator loaded**: editing re-samples tokens with the generator. Start the app with "
+            "`--generator PATH`."
+        )
     current = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -315,11 +351,22 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
     cells = [ui.region, ui.image, ui.info]
     ui.image.select(said_in_info(h.toggle, cells, ui.info), [ui.region, current], cells, api_name=False)
     for event in (ui.region.submit, ui.region.blur):
-        event(said_in_info(h.redraw, cells[1:], ui.info), [ui.region, current], cells[1:], api_name=False,
-              trigger_mode="always_last")  # fmt: skip
+        event(
+            said_in_info(h.redraw, cells[1:], ui.info),
+            [ui.region, current],
+            cells[1:],
+            api_name=False,
+            trigger_mode="always_last",
+        )
     ui.clear.click(h.clear, [current], cells, api_name=False)
     ui.invert.click(said_in_info(h.invert, cells, ui.info), [ui.region, current], cells, api_name=False)
     settings = [ui.region, ui.class_name, ui.order, ui.seed, ui.steps, ui.cfg, current, ui.feather, ui.paste]
     shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.before, ui.after]
-    ui.edit.click(said_in_info(h.edit, shown, ui.status), settings, shown, api_name="edit",
-                  concurrency_id="sampler", show_progress="minimal")  # fmt: skip
+    ui.edit.click(
+        said_in_info(h.edit, shown, ui.status),
+        settings,
+        shown,
+        api_name="edit",
+        concurrency_id="sampler",
+        show_progress="minimal",
+    )

@@ -50,33 +50,63 @@ class Handlers:
         num_steps = run.settings.sampler.num_steps
         bar = "▰" * round(10 * (t + 1) / num_steps)
         label = "unconditional" if run.settings.label is None else self.pipeline.classes[run.settings.label]
-        status = (f"**step {t + 1} / {num_steps}** {bar.ljust(10, '▱')} · {left} of {total} "
-                  f"positions still masked · {int(rec.committed[i].sum())} committed at this step · CFG w = "
-                  f"{rec.cfg:.2f}" + (f" · **done**: {b} × {label}" if done else ""))  # fmt: skip
+        status = (
+            f"**step {t + 1} / {num_steps}** {bar.ljust(10, '▱')} · {left} of {total} "
+            f"positions still masked · {int(rec.committed[i].sum())} committed at this step · CFG w = "
+            f"{rec.cfg:.2f}" + (f" · **done**: {b} × {label}" if done else "")
+        )
         final = run.final_images()
         gallery = None if final is None else [(img, f"seed {run.settings.seed + k}") for k, img in enumerate(final)]
         committed_before = np.where(run.commit_step[i] <= t, run.commit_step[i], -1)
         return (
             preview_grid(run.preview(t)),
             status,
-            figures.committed_map(rec.mask[i], rec.committed[i], committed_before, run.grid,
-                                  f"image {i + 1}: positions"),  # fmt: skip
-            figures.confidence_map(run.scores(t)[i], run.known(t)[i], rec.committed[i], run.grid,
-                                   f"image {i + 1}: confidence"),  # fmt: skip
+            figures.committed_map(
+                rec.mask[i], rec.committed[i], committed_before, run.grid, f"image {i + 1}: positions"
+            ),
+            figures.confidence_map(
+                run.scores(t)[i], run.known(t)[i], rec.committed[i], run.grid, f"image {i + 1}: confidence"
+            ),
             figures.remaining_plot(run.planned, [int(r.mask[i].sum()) for r in run.records], t, total),
             gr.update(maximum=max(len(run.records), 2), value=t + 1),
             gallery,
             gr.update(maximum=max(b, 2), value=i + 1, interactive=b > 1),  # a slider needs min < max
         )
 
-    def sample(self, class_name, seed, steps, cfg, cfg_schedule, cfg_mode, temperature, sampling_order, gumbel,
-               batch, view, session, *, to_the_end: bool):  # fmt: skip
+    def sample(
+        self,
+        class_name,
+        seed,
+        steps,
+        cfg,
+        cfg_schedule,
+        cfg_mode,
+        temperature,
+        sampling_order,
+        gumbel,
+        batch,
+        view,
+        session,
+        *,
+        to_the_end: bool,
+    ):
         """Generate (``to_the_end``): a new run, streamed until it ends or a newer run of the session
         replaces it. Step: one more step of the session's run (a new run if there is none, it ended
         or the settings changed). The parameters name the endpoint's inputs in its HTTP API (the
         sampler's knobs in `SamplerSettings` field order, as `_sampler_controls` lays them out)."""
-        settings = Settings.parse(self.pipeline, class_name, seed, steps, cfg, cfg_schedule, cfg_mode, temperature,
-                                  sampling_order, gumbel, batch)  # fmt: skip
+        settings = Settings.parse(
+            self.pipeline,
+            class_name,
+            seed,
+            steps,
+            cfg,
+            cfg_schedule,
+            cfg_mode,
+            temperature,
+            sampling_order,
+            gumbel,
+            batch,
+        )
         session = session or Session()
         run = session.run
         if to_the_end or run is None or run.finished or run.settings != settings:
@@ -126,8 +156,11 @@ def _sampler_controls(seq_len: int) -> dict:
 
 def _outputs(ui: SimpleNamespace) -> None:
     """The right column: status, preview, the maps of one image, the scrub slider and the final images."""
-    ui.status = gr.Markdown("Press **Generate** to watch the sampler, or **Step** to advance one iteration at a "
-                            "time.", label="sampling status", elem_id="gen-status")  # fmt: skip
+    ui.status = gr.Markdown(
+        "Press **Generate** to watch the sampler, or **Step** to advance one iteration at a time.",
+        label="sampling status",
+        elem_id="gen-status",
+    )
     with gr.Row():
         ui.preview = gr.Image(label="preview", interactive=False, format="png", height=300, elem_id="preview")
         ui.committed = gr.Plot(label="committed / masked", elem_id="committed-plot")
@@ -135,11 +168,18 @@ def _outputs(ui: SimpleNamespace) -> None:
     gr.Markdown(figures.MAPS_NOTE, elem_classes=["note"])
     with gr.Row():
         ui.step_slider = gr.Slider(1, 2, value=1, step=1, label="show step (scrub)", elem_id="step-slider")
-        ui.view = gr.Slider(1, 2, value=1, step=1, label="image in batch (maps)", interactive=False,
-                            elem_id="view")  # bound to the batch of the run shown (`Handlers.render`)
+        ui.view = gr.Slider(
+            1, 2, value=1, step=1, label="image in batch (maps)", interactive=False, elem_id="view"
+        )  # bound to the batch of the run shown (`Handlers.render`)
     ui.remaining = gr.Plot(label="masked positions left", elem_id="remaining-plot")
-    ui.gallery = gr.Gallery(label="final images", format="png", columns=8, height=280,
-                            buttons=["download", "download_all", "fullscreen"], elem_id="gallery")  # fmt: skip
+    ui.gallery = gr.Gallery(
+        label="final images",
+        format="png",
+        columns=8,
+        height=280,
+        buttons=["download", "download_all", "fullscreen"],
+        elem_id="gallery",
+    )
 
 
 def build(pipeline: Pipeline, session: gr.State) -> None:
@@ -147,8 +187,9 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
     holds the run (`app.state.Session`)."""
     h = Handlers(pipeline)
     if pipeline.generator is None:
-        gr.Markdown("**No generator loaded**: this pipeline only reconstructs. Start the app with "
-                    "`--generator PATH` to sample.")  # fmt: skip
+        gr.Markdown(
+            "**No generator loaded**: this pipeline only reconstructs. Start the app with `--generator PATH` to sample."
+        )
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             ui = _controls(pipeline)
@@ -157,11 +198,29 @@ def build(pipeline: Pipeline, session: gr.State) -> None:
     controls = [ui.class_name, ui.seed, *(ui.sampler[name] for name in KNOBS), ui.batch, ui.view, session]
     shown = [ui.preview, ui.status, ui.committed, ui.confidence, ui.remaining, ui.step_slider, ui.gallery, ui.view]
     for button, api_name, to_the_end in ((ui.generate, "generate", True), (ui.step, "step", False)):
-        button.click(user_errors(functools.partial(h.sample, to_the_end=to_the_end)), controls, shown + [session],
-                     api_name=api_name, api_description=False,  # not the docstring of functools.partial
-                     concurrency_id="sampler", show_progress="minimal")  # fmt: skip
+        button.click(
+            user_errors(functools.partial(h.sample, to_the_end=to_the_end)),
+            controls,
+            shown + [session],
+            api_name=api_name,
+            api_description=False,  # not the docstring of functools.partial
+            concurrency_id="sampler",
+            show_progress="minimal",
+        )
     show_step = user_errors(h.show_step)
-    ui.step_slider.input(show_step, [ui.step_slider, ui.view, session], shown, api_name="show_step",
-                         trigger_mode="always_last", show_progress="hidden")  # fmt: skip
-    ui.view.input(show_step, [ui.step_slider, ui.view, session], shown, api_name=False, trigger_mode="always_last",
-                  show_progress="hidden")  # fmt: skip
+    ui.step_slider.input(
+        show_step,
+        [ui.step_slider, ui.view, session],
+        shown,
+        api_name="show_step",
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
+    ui.view.input(
+        show_step,
+        [ui.step_slider, ui.view, session],
+        shown,
+        api_name=False,
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
