@@ -35,7 +35,14 @@ from tokenbridge.generator import (
 )
 from tokenbridge.generator import PRESETS as GENERATOR_PRESETS
 from tokenbridge.training_loop import LoopSettings, export, read_metrics, resume_state, train
-from tokenbridge.training_tasks import TASKS, GeneratorRecipe, VAERecipe, latent_layout, vae_overrides
+from tokenbridge.training_tasks import (
+    TASKS,
+    ClassifierRecipe,
+    GeneratorRecipe,
+    VAERecipe,
+    latent_layout,
+    vae_overrides,
+)
 from tokenbridge.vae import VAEConfig
 from tokenbridge.viz import plot_training_curves
 
@@ -48,7 +55,7 @@ class Run:
     """One checked training command: the task, its recipe, the loop's settings and where it goes."""
 
     task: str
-    recipe: object
+    recipe: VAERecipe | ClassifierRecipe | GeneratorRecipe
     settings: LoopSettings
     out: str
     resume: bool = False
