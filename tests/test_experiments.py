@@ -144,7 +144,9 @@ def test_a_failed_training_stops_with_a_message(tmp_path, monkeypatch):
     assert Path(tmp_path / "runs" / "parallel_head").is_dir()
 
 
-def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path, capsys):
+def export_tiny_variants(tmp_path: Path) -> Path:
+    """A seeded VAE and classifier (``vae.safetensors``, ``cls.safetensors``) and two tiny generators,
+    baseline and parallel head, exported to ``assets/`` as the ablations' export writes them."""
     heads = {"baseline": "autoregressive", "parallel_head": "parallel"}
     with torch.random.fork_rng():  # seed 0, drawn in this order: the stored values below depend on it
         torch.manual_seed(0)
@@ -154,13 +156,15 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
     checkpoints.save_model(classifier, tmp_path / "cls.safetensors", "classifier", classifier.config.to_dict())
     assets = tmp_path / "assets"
     for name, generator in generators.items():
+        extra = {"classes": list(CLASS_NAMES)}
         checkpoints.save_model(
-            generator,
-            assets / f"{name}.safetensors",
-            "generator",
-            generator.config.to_dict(),
-            extra={"classes": list(CLASS_NAMES)},
+            generator, assets / f"{name}.safetensors", "generator", generator.config.to_dict(), extra=extra
         )
+    return assets
+
+
+def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path):
+    assets = export_tiny_variants(tmp_path)
     out = tmp_path / "ablations.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FD from 10 samples warns, rightly
@@ -205,7 +209,10 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
         pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"), 8, seed=0, order="random"
     )
     assert again == expected
+
+
+def test_evaluate_refuses_a_folder_without_exported_variants(tmp_path, capsys):
     (tmp_path / "none").mkdir()
     with pytest.raises(SystemExit) as refused:
-        experiments.main(["evaluate", "--assets", str(tmp_path / "none"), "--out", str(out)])
+        experiments.main(["evaluate", "--assets", str(tmp_path / "none"), "--out", str(tmp_path / "ablations.json")])
     assert refused.value.code == 2 and "no exported variants" in capsys.readouterr().err
