@@ -46,6 +46,23 @@ def cli(task, out, *extra):
     )
 
 
+def tiny_vae_argv(out, *extra) -> list[str]:
+    """``tokenbridge.train`` arguments of a tiny-preset VAE run on 32-pixel images, 2 per batch, into ``out``."""
+    return [
+        "vae",
+        "--preset",
+        "tiny",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
 def vae_args(out, *extra):
     return cli("vae", out, "--preset", "tiny", *extra)
 
@@ -247,18 +264,7 @@ def test_resume_refuses_another_task(tmp_path):
 
 
 def test_main_requires_resume_for_existing_state(tmp_path, capsys):
-    argv = [
-        "vae",
-        "--preset",
-        "tiny",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "2",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-    ]
+    argv = tiny_vae_argv(tmp_path)
     train_module.main([*argv, "--steps", "1"])
     assert read_torch_checkpoint(tmp_path / "state.pt")["step"] == 1
     with pytest.raises(SystemExit) as refused:
@@ -277,22 +283,7 @@ def test_main_requires_resume_for_existing_state(tmp_path, capsys):
 def test_metrics_csv_is_written_continued_on_resume_and_plotted(tmp_path):
     import csv
 
-    argv = [
-        "vae",
-        "--preset",
-        "tiny",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "2",
-        "--out",
-        str(tmp_path),
-        "--log-every",
-        "1",
-        "--warmup-steps",
-        "2",
-        "--no-progress",
-    ]
+    argv = tiny_vae_argv(tmp_path, "--log-every", "1", "--warmup-steps", "2")
     train_module.main([*argv, "--steps", "2"])
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

@@ -21,7 +21,6 @@ regenerate them and check the file.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import subprocess
@@ -34,6 +33,7 @@ import torch
 
 from tokenbridge import checkpoints, cli, learnability, train
 from tokenbridge.evaluation import FINGERPRINTS, generation_metrics, sample_fingerprints
+from tokenbridge.files import write_json
 from tokenbridge.generator import patchify
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.sampling import ORDERS
@@ -392,13 +392,11 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(learnability.format_report(result))
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            write_json(args.json, result, indent=2)
         return
     result = evaluate_ablations(Path(args.assets), args.classifier, args.vae, args.n)
     result["command"] = "python -m tokenbridge.experiments " + shlex.join(sys.argv[1:] if argv is None else argv)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result, indent=2)
     print(f"wrote {args.out} ({len(result['rows'])} rows)")
 
 
