@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import math
 import re
 from pathlib import Path
 
@@ -308,7 +309,9 @@ def test_mask_ratio_stays_in_mar_range():
 
 
 def test_loss_decreases_when_overfitting_a_tiny_batch():
-    model = small_tiny(attn_dropout=0.0, proj_dropout=0.0, label_drop_prob=0.0).train()
+    with torch.random.fork_rng():  # its own init: the global RNG's state depends on the tests before
+        torch.manual_seed(0)
+        model = small_tiny(attn_dropout=0.0, proj_dropout=0.0, label_drop_prob=0.0).train()
     g = torch.Generator().manual_seed(0)
     indices = torch.randint(0, 8, (4, 16, 6), generator=g)
     labels = torch.tensor([0, 1, 2, 3])
@@ -465,6 +468,34 @@ def test_ordinal_head_init_reads_a_gaussian_over_values_and_orders_embeddings():
         assert bool(torch.corrcoef(torch.stack([distance, gap]))[0, 1] > 0.95) is expected
     with pytest.raises(ValueError, match="head_init"):
         small_tiny(head_init="sorted")
+
+
+# ------------------------------------------------------------------ Gaussian readout
+def test_gaussian_readout_starts_at_the_prior_and_regresses_its_centre():
+    """``readout="gaussian"``: one (centre, log width) layer per channel, zero-initialized with the
+    residual readouts, so the first distribution over levels is N(0, 1) on the standardized level
+    values; the loss's gradient w.r.t. the centre is ``(E_p[v] - v_target) / σ²`` (a regression
+    signal). The linear readout has no such keys."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = small_tiny(readout="gaussian")
+    assert sum("value_readouts" in k for k in model.state_dict()) == 12  # 6 channels × (weight, bias)
+    assert not any("value_readouts" in k for k in small_tiny().state_dict())
+    values = model.reconstruction_values / model.reconstruction_values.std()
+    h = torch.randn(4, 1, model.config.channel_embed_dim)
+    prior = torch.softmax(-0.5 * values**2, dim=0)
+    assert torch.allclose(torch.softmax(model.readout(h, 2)[:, 0], dim=-1), prior.expand(4, -1), atol=1e-6)
+    # centre μ = 0.3, σ = exp(-0.5): the gradient of CE(target 6) w.r.t. the centre's bias
+    readout = model.value_readouts[0]
+    with torch.no_grad():
+        readout.bias.copy_(torch.tensor([0.3, -0.5]))
+    loss = F.cross_entropy(model.readout(torch.zeros(1, 1, model.config.channel_embed_dim), 0)[:, 0], torch.tensor([6]))
+    loss.backward()
+    p = torch.softmax(-0.5 * ((values - 0.3) / math.exp(-0.5)) ** 2, dim=0)
+    expected = float((p @ values - values[6]) / math.exp(-0.5) ** 2)
+    assert readout.bias.grad[0].item() == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="readout"):
+        small_tiny(readout="softer")
 
 
 # ------------------------------------------------------------------ local mixing

@@ -68,6 +68,7 @@ def test_smoke_run_reports_every_measure(tmp_path, random_latents):
     assert 0.0 < result["copy_test"]["median_p_first"] < 0.2
     assert "class_accuracy" not in result and result["steps"] == 3
     assert "copy test" in learnability.format_report(result) and "class use" in learnability.format_report(result)
+    assert "value precision" in learnability.format_report(result) and result["value_precision"]["median_spread"] > 0
     state_path = tmp_path / "run" / "state.pt"  # a run's state measures as its EMA weights
     model, label = learnability.trained_generator(str(state_path))
     assert label == f"{state_path} (EMA at step 3)"
@@ -107,3 +108,24 @@ def test_class_use_is_zero_when_every_class_embeds_alike_and_not_otherwise():
     with torch.no_grad():
         model.class_emb.weight.copy_(model.class_emb.weight[:1].expand_as(model.class_emb.weight))
     assert learnability.class_use(model, indices, labels) == 0.0
+
+
+def test_value_precision_of_a_model_that_predicts_the_prior():
+    """A Gaussian-readout model at init predicts the N(0, 1) prior over levels everywhere, so the
+    value error is |E_prior[v] - v_true|, the spread the prior's and p(true) the prior's mass."""
+    from tokenbridge.generator import tokenbridge_tiny
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = tokenbridge_tiny(readout="gaussian", vae_embed_dim=4).eval()
+    indices = torch.randint(0, 64, (12, 64, 4), generator=torch.Generator().manual_seed(1))
+    result = learnability.value_precision(model, indices, torch.arange(12) % 10)
+    values = model.reconstruction_values
+    prior = torch.softmax(-0.5 * (values / values.std()) ** 2, dim=0)
+    mean = prior @ values
+    assert result["median_spread"] == pytest.approx(float((prior @ (values - mean) ** 2).sqrt()), abs=1e-3)
+    first = model.config.generation_order[0]
+    mask = learnability.random_mask(12, 64, round(0.3 * 64), torch.Generator().manual_seed(0))
+    true = indices[mask][:, first]
+    assert result["median_value_error"] == pytest.approx(float((mean - values[true]).abs().median()), abs=1e-3)
+    assert result["median_p_true"] == pytest.approx(float(prior[true].median()), abs=1e-3)

@@ -280,3 +280,16 @@ def test_guided_distributions_match_the_teacher_forced_forward(model, cfg_mode):
             logits = l_u + w * (l_c - l_u)
     expected = logits.softmax(-1)
     torch.testing.assert_close(step.probs[step.committed][:, channel_order], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_gaussian_readout_decodes_the_same_cached_uncached_and_teacher_forced():
+    """``readout="gaussian"`` goes through the one readout in all three channel-head paths."""
+    gaussian = randomized(tokenbridge_tiny(img_size=32, vae_embed_dim=6, quant_levels=8, readout="gaussian"))
+    cached = generate(gaussian, LABELS, rng=seeded_rng(0), num_steps=4)
+    assert torch.equal(cached, generate(gaussian, LABELS, rng=seeded_rng(0), num_steps=4, use_cache=False))
+    z = torch.randn(5, gaussian.config.decoder_embed_dim, generator=seeded_rng(1))
+    targets = torch.randint(0, 8, (5, 6), generator=seeded_rng(2))
+    with torch.no_grad():
+        forced = gaussian.forward_channel_head(z, targets)
+        for c in range(6):
+            assert torch.allclose(gaussian.channel_head_prefix(z, targets[:, :c]), forced[:, c], atol=1e-5)

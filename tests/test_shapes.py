@@ -103,3 +103,38 @@ def test_shapes_dataset_items():
     assert small.shape == (3, 32, 32)
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch[0].shape == (4, 3, 64, 64) and batch[1].tolist() == [5, 6, 7, 8]
+
+
+def test_icons_upright_centred_one_size_on_a_flat_background():
+    """Icons: the mask's centroid within a few pixels of the centre, its area within the narrow
+    size range of each class, and a background of one colour (the 8-px border band, which a
+    centred shape of circumradius ≤ 0.36 of the image never reaches)."""
+    areas = {}
+    band = np.ones((64, 64), bool)
+    band[8:-8, 8:-8] = False
+    for i in range(40):
+        s = render_shape(TRAIN_SEED, i, kind="icons")
+        ys, xs = np.nonzero(s.mask)
+        assert not (s.mask & band).any(), f"index {i}: the shape reaches the border band"
+        assert np.ptp(s.image[band], axis=0).max() == 0, f"index {i}: the background is not flat"
+        if s.label in (0, 1, 4, 5):  # symmetric classes: their centroid is the placed centre
+            assert abs(xs.mean() - 32) < 2.5 and abs(ys.mean() - 32) < 2.5, f"index {i}: not centred"
+        areas.setdefault(s.label, []).append(s.mask.sum())
+    for label, a in areas.items():
+        assert max(a) / min(a) < 1.3, f"{CLASS_NAMES[label]}: areas {a} vary more than one size allows"
+
+
+def test_icons_keep_the_classes_and_colour_rules_of_shapes():
+    """Same (seed, index): the same label and the same foreground colour (the colour draws follow the
+    pose draws in both kinds), but another picture; an unknown kind is refused by name."""
+    for i in range(10):
+        icon, shape = render_shape(0, i, kind="icons"), render_shape(0, i)
+        assert icon.label == shape.label
+        assert np.abs(icon.image[icon.mask].mean(0) - shape.image[shape.mask].mean(0)).max() < 40
+        assert not np.array_equal(icon.image, shape.image)
+    ds = ShapesDataset(5, seed=HELDOUT_SEED, kind="icons")
+    assert ds.description["kind"] == "icons" and torch.equal(
+        ds[2][0], ShapesDataset(5, HELDOUT_SEED, kind="icons")[2][0]
+    )
+    with pytest.raises(ValueError, match="unknown procedural dataset 'cartoons'.*shapes, icons"):
+        ShapesDataset(5, kind="cartoons")

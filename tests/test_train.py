@@ -190,6 +190,23 @@ def test_generator_task_dropout_override(tmp_path, tiny_latents):
         assert (config.attn_dropout, config.proj_dropout, config.class_num) == (expected, expected, 2)
 
 
+def test_generator_recipe_levels_and_readout_reach_the_model(tmp_path, tiny_latents):
+    """``--quant-levels`` and ``--readout`` override the preset: the built model's levels and readout."""
+    run = generator_args(tmp_path, tiny_latents, "--quant-levels", "16", "--readout", "gaussian")
+    model = generator_task(run.recipe).build_model()
+    assert (model.config.quant_levels, model.config.readout) == (16, "gaussian")
+    assert model.channel_heads[0].out_features == 16 and len(model.value_readouts) == 16
+
+
+def test_procedural_datasets_are_named_by_data(tmp_path):
+    """``--data icons`` trains on icons (any DATASETS name; anything else must be a folder)."""
+    icons = training_tasks.training_images("icons", 64)
+    assert (
+        icons.description["kind"] == "icons" and icons.classes == training_tasks.training_images("shapes", 64).classes
+    )
+    assert parse_run(["vae", "--out", str(tmp_path / "v"), "--data", "icons"]).recipe.data == "icons"
+
+
 # ------------------------------------------------------------------ resume
 class Interrupted(Exception):
     pass

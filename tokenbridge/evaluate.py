@@ -106,6 +106,7 @@ def _generation(args) -> dict:
         "vae": args.vae,
         "generator": args.generator,
         "classifier": args.classifier,
+        "dataset": pipe.dataset,
         "rows": rows,
     }
 
@@ -128,7 +129,7 @@ def _differences_vs_random(measured: dict, resamples: int, seed: int) -> dict:
 
 def _foreground(args) -> dict:
     pipe = Pipeline.load(vae=args.vae, generator=args.generator, device=args.device)
-    data = ShapesDataset(args.n, seed=HELDOUT_SEED, size=pipe.image_size, with_mask=True)
+    data = ShapesDataset(args.n, seed=HELDOUT_SEED, size=pipe.image_size, with_mask=True, kind=pipe.dataset)
     real, _, masks = (torch.stack(column) for column in zip(*[data[i] for i in range(args.n)]))
     reconstructions = torch.cat([pipe.reconstruct(x) for x in real.split(250)])
     summarize = functools.partial(median_ci, resamples=args.bootstrap, seed=args.seed)
@@ -166,6 +167,7 @@ def _foreground(args) -> dict:
         "command": _command(args),
         "vae": args.vae,
         "generator": args.generator,
+        "dataset": pipe.dataset,
         "samples": args.n,
         "seed": args.seed,
         "batch_size": args.batch_size,
@@ -276,8 +278,19 @@ def main(argv=None) -> None:
     path = Path(args.out)
     write_json(path, result)
     for row in result["rows"]:
-        print(row)
+        print(generation_line(result["dataset"], row) if args.what == "generation" else row)
     print(f"wrote {path}")
+
+
+def generation_line(dataset: str, row: dict) -> str:
+    """One generation row for the terminal: the sampler, then the measures against ``dataset``."""
+    sampler = row["sampler"]
+    return (
+        f"{row['samples']} samples, order {sampler['order']}, CFG {sampler['cfg']:g} ({sampler['cfg_mode']}), "
+        f"temperature {sampler['temperature']:g}: class accuracy {row['class_accuracy']:.1%}, FD-shapes "
+        f"{row['fd_shapes']:.2f}, precision {row['precision']:.2f}, recall {row['recall']:.2f} "
+        f"(against held-out {dataset}, the generator's training dataset)"
+    )
 
 
 if __name__ == "__main__":

@@ -67,9 +67,12 @@ def settings_grid(levels, assigns, calibrations, bins, value_ranges) -> list[Qua
     return grid
 
 
-def shapes_images(count: int, offset: int = 0, size: int = 64, seed: int = HELDOUT_SEED) -> torch.Tensor:
-    """``[count, 3, size, size]`` shapes images in [-1, 1] (held-out split by default)."""
-    data = ShapesDataset(count, seed=seed, offset=offset, size=size)
+def shapes_images(
+    count: int, offset: int = 0, size: int = 64, seed: int = HELDOUT_SEED, kind: str = "shapes"
+) -> torch.Tensor:
+    """``[count, 3, size, size]`` images of procedural dataset ``kind`` in [-1, 1] (held-out split
+    by default); image i is of class ``(offset + i) % 10``."""
+    data = ShapesDataset(count, seed=seed, offset=offset, size=size, kind=kind)
     return torch.stack([data[i][0] for i in range(count)])
 
 
@@ -143,8 +146,8 @@ def real_noise_floor(classifier, count: int, device, size: int = 64) -> float:
 
 @torch.no_grad()
 def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: int = 50, **sampler) -> dict:
-    """Class accuracy, FD-shapes and k-NN precision/recall (vs ``count`` held-out real images) of
-    ``count`` samples.
+    """Class accuracy, FD-shapes and k-NN precision/recall (vs ``count`` held-out real images of the
+    dataset the generator learnt, `Pipeline.dataset`) of ``count`` samples.
 
     Labels cycle through the classes (balanced); row ``i`` is seeded ``seed + i``, so the samples
     do not depend on ``batch_size``. ``sampler`` overrides `tokenbridge.pipeline.SAMPLER_DEFAULTS`.
@@ -156,9 +159,10 @@ def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: 
     )
     feats, predicted = classifier_outputs(classifier, images.split(250), pipe.device)
     warn_if_few(*feats.shape)
-    real = shapes_images(count, 0, pipe.image_size)
+    real = shapes_images(count, 0, pipe.image_size, kind=pipe.dataset)
     real_feats, _ = classifier_outputs(classifier, real.split(250), pipe.device)
     return {
+        "dataset": pipe.dataset,
         "samples": count,
         "seed": seed,
         "sampler": {**SAMPLER_DEFAULTS, **sampler},

@@ -31,6 +31,7 @@ HEAD_INITS = ("official", "ordinal")
 LOCAL_MIXINGS = ("none", "conv")
 CLASS_INPUTS = ("buffer", "buffer+decoder")
 ABSOLUTE_POSITIONS = ("learned", "none")
+READOUTS = ("linear", "gaussian")
 
 # ------------------------------------------------------------------------------------------------
 # Configuration
@@ -54,6 +55,7 @@ _CHOICES = {
     "head_init": HEAD_INITS,
     "absolute_position": ABSOLUTE_POSITIONS,
     "position_bias": POSITION_BIASES,
+    "readout": READOUTS,
 }
 """`GeneratorConfig` fields checked by `GeneratorConfig._validate`: sizes, divisibility, named options."""
 
@@ -80,6 +82,8 @@ class GeneratorConfig:
       so that with ``position_bias="relative"`` and ``local_mixing="conv"`` the backbone sees only
       relative positions: translation-equivariant but for the grid's border (the convolution's
       zero padding), so a shape learnt at one place is known at every place.
+    - ``readout``: ``"gaussian"`` adds to each channel's logits a Gaussian over the level values
+      whose centre and sharpness the position's features give (`TokenBridge.readout`).
 
     The official ``use_quantized_value`` flag is not kept: the official code ignores it.
     """
@@ -118,6 +122,7 @@ class GeneratorConfig:
     local_mixing: str = "none"
     class_input: str = "buffer"
     absolute_position: str = "learned"
+    readout: str = "linear"
 
     def __post_init__(self):
         if self.channel_order is not None:  # JSON turns tuples into lists
@@ -498,6 +503,8 @@ class TokenBridge(nn.Module):
         self.channel_norm = nn.LayerNorm(ch, eps=eps)
         self.channel_final = FinalLayer(ch, eps)
         self.channel_heads = nn.ModuleList(nn.Linear(ch, cfg.quant_levels) for _ in range(c))
+        if cfg.readout == "gaussian":  # per channel: (centre, log width) of a Gaussian over the levels
+            self.value_readouts = nn.ModuleList(nn.Linear(ch, 2) for _ in range(c))
         if cfg.value_loss > 0:  # training only: regresses the masked tokens' values from z
             self.value_head = nn.Linear(dec, c)
 
@@ -527,6 +534,10 @@ class TokenBridge(nn.Module):
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
         if self.config.head_init == "ordinal":
             self.initialize_ordinal_head()
+        if self.config.readout == "gaussian":  # N(0, 1) over the levels at first (the data's prior)
+            for head in [*self.channel_heads, *self.value_readouts]:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     @torch.no_grad()
     def initialize_ordinal_head(self) -> None:
@@ -655,9 +666,27 @@ class TokenBridge(nn.Module):
             raise ValueError("the autoregressive channel head needs targets_MC (teacher forcing)")
         prefix = targets_MC[:, : c - 1] if self.config.head == "autoregressive" else None
         h_MCD = self._channel_trunk(self._channel_inputs(cond_MD, prefix, c), cond_MD, 0, self.channel_mask)
-        weight_CVD = torch.stack([head.weight for head in self.channel_heads])
-        bias_CV = torch.stack([head.bias for head in self.channel_heads])
-        return torch.einsum("mcd,cvd->mcv", h_MCD, weight_CVD) + bias_CV
+        return self.readout(h_MCD, 0)
+
+    def readout(self, h_MTD: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits ``[M, T, V]`` of channels ``start..start+T-1`` (generation order) from the channel
+        trunk's output: one linear layer per channel; with ``readout="gaussian"`` plus
+        ``-(v_k - μ)² / (2σ²)``, ``v`` the standardized level values and ``(μ, log σ)`` a linear
+        function of the features. That term's gradient w.r.t. μ is ``(E_p[v] - v_target) / σ²``:
+        a regression signal, and σ lets the model sharpen as it gets precise, where a plain
+        softmax must learn each of the V rows apart."""
+        channels = range(start, start + h_MTD.shape[1])
+        weight_TVD = torch.stack([self.channel_heads[c].weight for c in channels])
+        bias_TV = torch.stack([self.channel_heads[c].bias for c in channels])
+        logits_MTV = torch.einsum("mtd,tvd->mtv", h_MTD, weight_TVD) + bias_TV
+        if self.config.readout == "gaussian":
+            weight_T2D = torch.stack([self.value_readouts[c].weight for c in channels])
+            bias_T2 = torch.stack([self.value_readouts[c].bias for c in channels])
+            centre_MT, log_width_MT = (torch.einsum("mtd,tkd->mtk", h_MTD, weight_T2D) + bias_T2).unbind(-1)
+            values_V = self.reconstruction_values / self.reconstruction_values.std()
+            z_MTV = (values_V - centre_MT[..., None]) * torch.exp(-log_width_MT.clamp(-7.0, 5.0))[..., None]
+            logits_MTV = logits_MTV - 0.5 * z_MTV.pow(2)
+        return logits_MTV
 
     def channel_head_prefix(self, z_MD: torch.Tensor, prefix_MT: torch.Tensor) -> torch.Tensor:
         """Logits ``[M, V]`` of channel ``T`` given the generated channels ``0..T-1`` (generation
@@ -666,7 +695,7 @@ class TokenBridge(nn.Module):
         cond_MD = self.condition_proj(z_MD)
         x_MTD = self._channel_inputs(cond_MD, prefix_MT, t + 1)
         h_MTD = self._channel_trunk(x_MTD, cond_MD, 0, self.channel_mask[: t + 1, : t + 1])
-        return self.channel_heads[t](h_MTD[:, -1])
+        return self.readout(h_MTD[:, -1:], t)[:, 0]
 
     def begin_channel_decoding(self, z_MD: torch.Tensor) -> ChannelCache:
         """An empty KV cache for decoding the channels of M positions with features ``z_MD``."""
@@ -698,7 +727,7 @@ class TokenBridge(nn.Module):
         caches = list(zip(cache.keys, cache.values))
         h_M1D = self._channel_trunk(x_M1D, cache.cond_MD, c, self.channel_mask[c : c + 1, : c + 1], caches)
         cache.length += 1
-        return self.channel_heads[c](h_M1D[:, 0])
+        return self.readout(h_M1D, c)[:, 0]
 
     def _channel_inputs(self, cond_MD: torch.Tensor, prefix_MT: torch.Tensor | None, length: int) -> torch.Tensor:
         """Input sequence ``[M, length, Dc]``: cond, then embeddings of the prefix channels."""

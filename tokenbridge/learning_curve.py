@@ -12,6 +12,7 @@ its run folder (`tokenbridge.training_loop.save_snapshot`). This module measures
   teacher-forced cross-entropy (a quarter of its tokens known, the same masks for every label and
   every snapshot) is lowest. It rises as soon as the model uses the label, long before samples
   show the class, so it tells recipes apart early;
+- the value precision on the same held-out tokens (`tokenbridge.learnability.value_precision`);
 - samples seen and training seconds (from the snapshot file).
 
 Entries already in the output file are kept (keyed by step), so the command can be re-run while
@@ -33,7 +34,7 @@ from tokenbridge.devices import pick_device
 from tokenbridge.evaluation import generation_metrics
 from tokenbridge.files import write_json
 from tokenbridge.generator import TokenBridge
-from tokenbridge.learnability import heldout_tokens, masked_cross_entropy, random_mask
+from tokenbridge.learnability import heldout_tokens, masked_cross_entropy, random_mask, value_precision
 from tokenbridge.pipeline import Pipeline
 
 KNOWN_FRACTION = 0.25
@@ -84,13 +85,16 @@ def measure_snapshot(
     start = time.time()
     model = checkpoints.load_model(path, kind="generator")
     header = checkpoints.read_header(path)["extra"]
-    pipe = Pipeline(vae, model, classes=header.get("classes"), device=pick_device(device))
+    pipe = Pipeline(
+        vae, model, classes=header.get("classes"), device=pick_device(device), dataset=header.get("dataset")
+    )
     tokens, labels = heldout
     entry = dict(header["snapshot"])
     for scale in dict.fromkeys((1.0, cfg)):
         metrics = generation_metrics(pipe, classifier, samples, order="random", cfg=scale)
         entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in ("class_accuracy", "fd_shapes", "precision", "recall")}
     entry["generative_accuracy"] = generative_accuracy(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
+    entry["value_precision"] = value_precision(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
     entry["eval_seconds"] = round(time.time() - start, 1)
     return entry
 
@@ -123,7 +127,10 @@ def update_curve(
         if int(path.stem.removeprefix("step_")) in done:
             continue
         if tokens is None:
-            pipe = Pipeline(vae, checkpoints.load_model(path, kind="generator"), device=pick_device(device))
+            dataset = checkpoints.read_header(path)["extra"].get("dataset")
+            pipe = Pipeline(
+                vae, checkpoints.load_model(path, kind="generator"), device=pick_device(device), dataset=dataset
+            )
             tokens = heldout_tokens(pipe, heldout)
         entry = measure_snapshot(path, vae, classifier, samples, cfg, tokens, device)
         curve["entries"] = sorted(curve["entries"] + [entry], key=lambda e: e["step"])

@@ -53,13 +53,14 @@ def _load_vae(path: str | os.PathLike):
 
 
 def _load_generator(path: str | os.PathLike):
-    """``(generator, class names or None)`` from our safetensors file or an official ``.pth``."""
+    """``(generator, class names or None, the procedural dataset it learnt or None)`` from our
+    safetensors file or an official ``.pth``."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        _, header = checkpoints.read_model_file(path)
-        return checkpoints.load_model(path, kind="generator"), header.get("extra", {}).get("classes")
+        extra = checkpoints.read_header(path).get("extra", {})
+        return checkpoints.load_model(path, kind="generator"), extra.get("classes"), extra.get("dataset")
     model, _ = checkpoints.load_official_generator(path)
-    return model, None
+    return model, None, None
 
 
 class Pipeline:
@@ -72,8 +73,12 @@ class Pipeline:
         classes: Sequence[str] | None = None,
         device: str | torch.device | None = "auto",
         source: dict | None = None,
+        dataset: str | None = None,
     ):
         self.device = pick_device(device)
+        self.dataset = dataset or "shapes"
+        """The procedural dataset the generator learnt (`tokenbridge.shapes.DATASETS`): the
+        reference of its evaluations. Files that do not say (older ones, official ones): "shapes"."""
         self.vae = vae.to(self.device).eval()
         self.generator = generator.to(self.device).eval() if generator is not None else None
         self.source = dict(source or {})
@@ -118,9 +123,9 @@ class Pipeline:
         if vae is None:
             raise ValueError("a VAE is required: Pipeline.load('embedded') or Pipeline.load(vae=PATH, ...)")
         vae_model = _load_vae(vae)
-        gen_model, classes = _load_generator(generator) if generator is not None else (None, None)
+        gen_model, classes, dataset = _load_generator(generator) if generator is not None else (None, None, None)
         source = {"vae": str(vae), "generator": None if generator is None else str(generator)}
-        return cls(vae_model, gen_model, classes=classes, device=device, source=source)
+        return cls(vae_model, gen_model, classes=classes, device=device, source=source, dataset=dataset)
 
     def _check_compatible(self) -> None:
         vae_config, generator_config = self.vae.config, self.generator.config

@@ -1,7 +1,13 @@
-"""The procedural "shapes" dataset: 10 kinds of shape on textured backgrounds, rendered with numpy.
+"""The procedural datasets: 10 kinds of shape, rendered with numpy, in two variations.
 
-Every image is a pure function of ``(seed, index)`` (no files, no global random state); the label
-is ``index % 10``. `ShapesDataset` yields the same items as `tokenbridge.data.ImageFolderDataset`,
+- ``"shapes"``: any pose (anywhere, any rotation, circumradius 0.2-0.4 of the image) on textured
+  backgrounds (gradients, stripes, noise): what the VAE and the classifier are trained on.
+- ``"icons"``: the same classes and colour rules, but upright (rotation within ±0.1 rad), centred
+  (±1.5 px), one size (circumradius 0.32-0.36) on a flat background: what a small generator can
+  learn on 2 CPU cores (the full shapes spend its samples on pose and texture).
+
+Every image is a pure function of ``(kind, seed, index)`` (no files, no global random state); the
+label is ``index % 10``. `ShapesDataset` yields the same items as `tokenbridge.data.ImageFolderDataset`,
 so training code does not care which one it gets. The held-out split (`HELDOUT_SEED`) is the
 reference set of every evaluation.
 """
@@ -214,6 +220,43 @@ def _background(rng: np.random.Generator, size: int, a: np.ndarray, b: np.ndarra
     return bg + shade[..., None]
 
 
+@dataclass(frozen=True)
+class Variation:
+    """How much a dataset varies: the circumradius range (fraction of the image), the centre's
+    largest offset from the image centre in pixels (None: anywhere the shape fits), the largest
+    rotation in radians (None: any), and whether the background is textured or flat."""
+
+    scale: tuple[float, float]
+    centre_jitter: float | None
+    max_rotation: float | None
+    textured_background: bool
+
+
+DATASETS: dict[str, Variation] = {
+    "shapes": Variation(scale=(0.2, 0.4), centre_jitter=None, max_rotation=None, textured_background=True),
+    "icons": Variation(scale=(0.32, 0.36), centre_jitter=1.5, max_rotation=0.1, textured_background=False),
+}
+"""The procedural datasets by name (see the module docstring)."""
+
+
+def variation(kind: str) -> Variation:
+    """`DATASETS` entry ``kind``, with an error naming the valid kinds."""
+    if kind not in DATASETS:
+        raise ValueError(f"unknown procedural dataset {kind!r}; valid: {', '.join(DATASETS)}")
+    return DATASETS[kind]
+
+
+def _pose(rng: np.random.Generator, size: int, v: Variation) -> tuple[float, float, float, float]:
+    """``(scale px, cx, cy, theta)``; drawn in the same order for every variation."""
+    scale = rng.uniform(*v.scale) * size
+    if v.centre_jitter is None:
+        cx, cy = rng.uniform(scale + 1, size - scale - 1, 2)
+    else:
+        cx, cy = size / 2 + rng.uniform(-v.centre_jitter, v.centre_jitter, 2)
+    theta = rng.uniform(0, 2 * math.pi) if v.max_rotation is None else rng.uniform(-v.max_rotation, v.max_rotation)
+    return scale, cx, cy, theta
+
+
 @dataclass
 class ShapeSample:
     """One rendered shape: ``image`` uint8 [H, W, 3], ``label`` in 0..9, ``mask`` bool [H, W] (foreground)."""
@@ -223,27 +266,30 @@ class ShapeSample:
     mask: np.ndarray
 
 
-def render_shape(seed: int, index: int, size: int = IMAGE_SIZE) -> ShapeSample:
-    """Render sample ``index`` of the shapes dataset drawn with ``seed`` (a pure function of both).
+def render_shape(seed: int, index: int, size: int = IMAGE_SIZE, kind: str = "shapes") -> ShapeSample:
+    """Render sample ``index`` of dataset ``kind`` drawn with ``seed`` (a pure function of all three).
 
     Label = ``index % 10`` (so any 10 consecutive indices hold each class once). Random draws,
-    all from ``np.random.default_rng([seed, index])``: shape scale (circumradius 0.2-0.4 of the
-    image), centre (the shape stays fully inside), rotation (uniform), background end colours,
-    gradient kind/direction, stripes and noise, and a foreground colour whose luminance differs
-    from both background end colours by at least `MIN_CONTRAST`. ``mask`` is the anti-aliased
-    coverage ≥ 0.5.
+    all from ``np.random.default_rng([seed, index])``: shape scale, centre and rotation (ranges:
+    the kind's `Variation`), background end colours, for textured kinds the gradient
+    kind/direction, stripes and noise (flat kinds: the first end colour alone), and a foreground
+    colour whose luminance differs from both background end colours by at least `MIN_CONTRAST`.
+    ``mask`` is the anti-aliased coverage ≥ 0.5.
     """
+    v = variation(kind)
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}")
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     rng = np.random.default_rng([seed, index])
     label = index % NUM_CLASSES
-    scale = rng.uniform(0.2, 0.4) * size
-    cx, cy = rng.uniform(scale + 1, size - scale - 1, 2)
-    theta = rng.uniform(0, 2 * math.pi)
+    scale, cx, cy, theta = _pose(rng, size, v)
     a, b, fg = _colours(rng)
-    bg = _background(rng, size, a, b)
+    bg = (
+        _background(rng, size, a, b)
+        if v.textured_background
+        else np.broadcast_to(a.astype(np.float32), (size, size, 3))
+    )
     dist = _shape_distance(CLASS_NAMES[label], size, cx, cy, scale, theta)
     alpha = np.clip(0.5 - dist, 0.0, 1.0)[..., None]
     img = bg + alpha * (fg.astype(np.float32) - bg)
@@ -252,7 +298,7 @@ def render_shape(seed: int, index: int, size: int = IMAGE_SIZE) -> ShapeSample:
 
 
 class ShapesDataset(Dataset):
-    """The procedural shapes dataset: item i is `render_shape(seed, offset + i, size)`.
+    """A procedural dataset (``kind``: "shapes" or "icons"): item i is `render_shape(seed, offset + i, size, kind)`.
 
     Items: ``(image [3, S, S] float32 in [-1, 1], label int64)``, plus ``mask [S, S] bool`` when
     ``with_mask``. Use ``seed=TRAIN_SEED`` for training and ``seed=HELDOUT_SEED`` for evaluation.
@@ -261,11 +307,19 @@ class ShapesDataset(Dataset):
     classes = CLASS_NAMES
 
     def __init__(
-        self, num_samples: int, seed: int = TRAIN_SEED, offset: int = 0, size: int = IMAGE_SIZE, with_mask: bool = False
+        self,
+        num_samples: int,
+        seed: int = TRAIN_SEED,
+        offset: int = 0,
+        size: int = IMAGE_SIZE,
+        with_mask: bool = False,
+        kind: str = "shapes",
     ):
         if num_samples < 0 or offset < 0 or seed < 0:
             raise ValueError(f"num_samples, seed and offset must be >= 0, got {num_samples}, {seed}, {offset}")
+        variation(kind)
         self.num_samples, self.seed, self.offset, self.size, self.with_mask = num_samples, seed, offset, size, with_mask
+        self.kind = kind
 
     @property
     def num_classes(self) -> int:
@@ -274,7 +328,7 @@ class ShapesDataset(Dataset):
     @property
     def description(self) -> dict:
         return {
-            "kind": "shapes",
+            "kind": self.kind,
             "num_samples": self.num_samples,
             "seed": self.seed,
             "offset": self.offset,
@@ -287,7 +341,7 @@ class ShapesDataset(Dataset):
     def __getitem__(self, i: int):
         if not -self.num_samples <= i < self.num_samples:
             raise IndexError(f"index {i} out of range for {self.num_samples} samples")
-        sample = render_shape(self.seed, self.offset + (i % self.num_samples), self.size)
+        sample = render_shape(self.seed, self.offset + (i % self.num_samples), self.size, self.kind)
         image = from_uint8_image(sample.image)
         label = torch.tensor(sample.label, dtype=torch.int64)
         if self.with_mask:
@@ -296,5 +350,6 @@ class ShapesDataset(Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"ShapesDataset(num_samples={self.num_samples}, seed={self.seed}, offset={self.offset}, size={self.size})"
+            f"ShapesDataset(num_samples={self.num_samples}, seed={self.seed}, offset={self.offset}, size={self.size}, "
+            f"kind={self.kind!r})"
         )

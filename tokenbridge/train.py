@@ -31,9 +31,11 @@ from tokenbridge.generator import (
     HEAD_INITS,
     LOCAL_MIXINGS,
     POSITION_BIASES,
+    READOUTS,
     preset_config,
 )
 from tokenbridge.generator import PRESETS as GENERATOR_PRESETS
+from tokenbridge.shapes import DATASETS
 from tokenbridge.training_loop import LoopSettings, export, read_metrics, resume_state, train
 from tokenbridge.training_tasks import (
     TASKS,
@@ -76,7 +78,9 @@ def build_parser() -> cli.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--export", help="write EMA weights + JSON sidecar to this path (no extension)")
     parser.add_argument(
-        "--data", default=GeneratorRecipe.data, help="'shapes' or an image folder (one sub-folder per class)"
+        "--data",
+        default=GeneratorRecipe.data,
+        help=f"a procedural dataset ({', '.join(DATASETS)}) or an image folder (one sub-folder per class)",
     )
     parser.add_argument("--image-size", type=cli.number(int, 8), default=GeneratorRecipe.image_size)
     parser.add_argument(
@@ -165,6 +169,11 @@ def _add_generator_recipe_options(parser: argparse.ArgumentParser) -> None:
         help="generator: weight of the auxiliary regression of masked values from the backbone "
         "(default: the preset's, 0 as official)",
     )
+    _add_architecture_options(parser)
+
+
+def _add_architecture_options(parser: argparse.ArgumentParser) -> None:
+    """The generator's architecture options (each overrides the preset's value; unset keeps it)."""
     architecture_options = {
         "--head-init": (
             HEAD_INITS,
@@ -181,6 +190,11 @@ def _add_generator_recipe_options(parser: argparse.ArgumentParser) -> None:
             "--position-bias relative and --local-mixing conv: a "
             "translation-equivariant backbone)",
         ),
+        "--readout": (
+            READOUTS,
+            "'gaussian' adds to each channel's logits a Gaussian over the level values "
+            "(centre and width from the features)",
+        ),
     }
     for flag, (choices, effect) in architecture_options.items():
         parser.add_argument(
@@ -189,6 +203,12 @@ def _add_generator_recipe_options(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=f"generator: {effect} (default: the preset's; '{choices[0]}' as official)",
         )
+    parser.add_argument(
+        "--quant-levels",
+        type=cli.number(int, 2, 256),
+        default=None,
+        help="generator: quantization levels B of its tokens (default: the preset's, 64 as official)",
+    )
     parser.add_argument(
         "--head-lr-scale",
         type=cli.number(float, 0, low_open=True),
@@ -284,7 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cli.check(parser, "--out", cli.output_folder, args.out)
     if args.export:
         cli.check(parser, "--export", cli.output_file, str(Path(args.export).with_suffix(".safetensors")))
-    if args.data != "shapes":
+    if args.data not in DATASETS:
         cli.check(parser, "--data", cli.input_folder, args.data)
     cli.check(
         parser, "--resume" if args.resume else "--out", resume_state, args.out, args.task, args.steps, args.resume

@@ -25,7 +25,7 @@ from tokenbridge.metrics import accuracy, classifier_outputs, psnr
 from tokenbridge.pipeline import Pipeline
 from tokenbridge.quantizer import GaussianQuantizer
 from tokenbridge.sampling import ORDERS
-from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
+from tokenbridge.shapes import DATASETS, HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.spectral import frequency_order
 from tokenbridge.training_loop import Task
 
@@ -37,6 +37,8 @@ RECIPE_FIELDS = (
     "local_mixing",
     "class_input",
     "absolute_position",
+    "readout",
+    "quant_levels",
 )
 """Generator config fields a recipe field of the same name overrides (see `GeneratorConfig`)."""
 
@@ -47,7 +49,7 @@ RECIPE_FIELDS = (
 
 @dataclass(frozen=True)
 class VAERecipe:
-    """A VAE: ``data`` ("shapes" or an image folder) at ``image_size`` pixels; the preset with
+    """A VAE: ``data`` (a procedural dataset or an image folder) at ``image_size`` pixels; the preset with
     ``latent_channels`` and ``stride`` (None: the preset's); L1 or L2 reconstruction plus
     ``kl_weight`` × the mean per-element KL."""
 
@@ -95,6 +97,8 @@ class GeneratorRecipe:
     local_mixing: str | None = None
     class_input: str | None = None
     absolute_position: str | None = None
+    readout: str | None = None
+    quant_levels: int | None = None
     head_lr_scale: float = 1.0
     eval_samples: int = 500
 
@@ -105,9 +109,9 @@ class GeneratorRecipe:
 
 
 def training_images(data: str, size: int):
-    """``"shapes"`` (procedural, effectively endless) or an image folder (one sub-folder per class)."""
-    if data == "shapes":
-        return ShapesDataset(10_000_000, seed=TRAIN_SEED, size=size)
+    """A procedural dataset (`DATASETS`: effectively endless) or an image folder (one sub-folder per class)."""
+    if data in DATASETS:
+        return ShapesDataset(10_000_000, seed=TRAIN_SEED, size=size, kind=data)
     return ImageFolderDataset(data, size=size)
 
 
@@ -290,6 +294,12 @@ def generator_overrides(recipe: GeneratorRecipe, cache: LatentDataset, channel_o
     return overrides
 
 
+def _dataset_kind(meta: dict) -> dict:
+    """``{"dataset": kind}`` when a latent cache was written from a procedural dataset, else ``{}``."""
+    kind = meta.get("dataset", {}).get("kind")
+    return {"dataset": kind} if kind in DATASETS else {}
+
+
 def generator_task(recipe: GeneratorRecipe) -> Task:
     cache = latent_cache(recipe)  # its fit to the preset and to the VAE: checked by the command line
     latents = cache.latents.float()
@@ -313,7 +323,8 @@ def generator_task(recipe: GeneratorRecipe) -> Task:
 
     @torch.no_grad()
     def export_metrics(model, device):
-        pipe = Pipeline(checkpoints.load_model(recipe.vae, kind="vae"), model, classes=cache.classes, device=device)
+        vae = checkpoints.load_model(recipe.vae, kind="vae")
+        pipe = Pipeline(vae, model, classes=cache.classes, device=device, **_dataset_kind(cache.metadata))
         classifier = checkpoints.load_model(recipe.classifier, kind="classifier")
         return {
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -336,7 +347,7 @@ def generator_task(recipe: GeneratorRecipe) -> Task:
             "preset": recipe.preset,
             "head_positions": recipe.head_positions,
         },
-        extra={"classes": cache.classes},
+        extra={"classes": cache.classes, **_dataset_kind(cache.metadata)},
         lr_scales={} if recipe.head_lr_scale == 1.0 else {"channel_heads.": recipe.head_lr_scale},
     )
 
