@@ -35,13 +35,14 @@ SHAPES_PER_CLASS = 1000
 
 
 def shapes_image(pipeline: Pipeline, class_name: str, number: int) -> torch.Tensor:
-    """Held-out shapes sample ``number`` of ``class_name`` at the pipeline's image size, ``[3, H, W]``."""
+    """Held-out sample ``number`` of ``class_name`` at the pipeline's image size, ``[3, H, W]``, from
+    the procedural dataset its generator learnt (`Pipeline.dataset`: icons for the embedded one)."""
     if class_name not in CLASS_NAMES:
         raise ValueError(f"unknown shape {class_name!r}; valid: {', '.join(CLASS_NAMES)}")
     if not 0 <= number < SHAPES_PER_CLASS:
         raise ValueError(f"shapes sample number must be in 0..{SHAPES_PER_CLASS - 1}, got {number}")
     index = CLASS_NAMES.index(class_name) + len(CLASS_NAMES) * number
-    return ShapesDataset(1, seed=HELDOUT_SEED, offset=index, size=pipeline.image_size)[0][0]
+    return ShapesDataset(1, seed=HELDOUT_SEED, offset=index, size=pipeline.image_size, kind=pipeline.dataset)[0][0]
 
 
 def uploaded_image(pipeline: Pipeline, path: str | os.PathLike | None) -> torch.Tensor:
@@ -108,7 +109,9 @@ class Calibration:
     def latents(self) -> torch.Tensor:
         with self._lock:
             if self._latents is None:
-                data = ShapesDataset(self.count, seed=TRAIN_SEED, size=self.pipeline.image_size)
+                data = ShapesDataset(
+                    self.count, seed=TRAIN_SEED, size=self.pipeline.image_size, kind=self.pipeline.dataset
+                )
                 images = torch.stack([data[i][0] for i in range(self.count)])
                 self._latents = torch.cat([self.pipeline.encode(part) for part in images.split(16)])
             return self._latents

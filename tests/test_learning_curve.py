@@ -77,7 +77,7 @@ def test_update_curve_measures_each_snapshot_once(snapshot_run, tiny_pipeline_fi
     )
     entries = curve["entries"]
     assert [e["step"] for e in entries] == [2, 4] and [e["samples_seen"] for e in entries] == [8, 16]
-    assert set(entries[0]) >= {"cfg_1", "cfg_2", "generative_accuracy", "train_seconds", "command"}
+    assert set(entries[0]) >= {"cfg_1", "cfg_2", "generative_accuracy", "value_precision", "train_seconds", "command"}
     assert 0 <= entries[0]["cfg_2"]["class_accuracy"] <= 1 and 0 <= entries[1]["generative_accuracy"] <= 1
     assert json.loads(out.read_text()) == curve
     again = update_curve(
@@ -93,3 +93,32 @@ def test_cli_without_snapshots_is_a_one_line_error(tmp_path, capsys):
         main([str(tmp_path)])
     assert exit_info.value.code == 2
     assert "train with --snapshot-every" in capsys.readouterr().err
+
+
+def test_compare_prints_recipes_side_by_side_at_equal_samples(tmp_path, capsys):
+    """``compare``: one line per (samples seen, recipe), a recipe without that point left out."""
+
+    def entry(samples, acc):
+        return {
+            "samples_seen": samples,
+            "cfg_1": {"class_accuracy": acc},
+            "cfg_3": {"class_accuracy": acc / 2},
+            "generative_accuracy": 0.5,
+            "value_precision": {"median_value_error": 0.07, "median_p_true": 0.1},
+        }
+
+    curves = {"a": [entry(100, 0.2), entry(200, 0.4)], "b": [entry(200, 0.6)]}
+    paths = []
+    for name, entries in curves.items():
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"settings": {"cfg": 3.0}, "entries": entries}))
+    main(["compare", *map(str, paths)])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].split()[:3] == ["samples", "recipe", "CFG"]
+    assert lines[1].split()[:4] == ["100", "a", "20.0%", "10.0%"]
+    assert [line.split()[1] for line in lines[2:]] == ["a", "b"] and lines[3].split()[2] == "60.0%"
+    assert lines[3].split()[-2:] == ["0.070", "0.100"]
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit):
+        main(["compare", str(tmp_path / "other.json")])
+    assert "is not a learning-curve file" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     python -m tokenbridge.train generator --out runs/gen ... --snapshot-every 250
     python -m tokenbridge.learning_curve runs/gen --vae V --out results/learning_curve.json
+    python -m tokenbridge.learning_curve compare results/recipes/*.json   # recipes at equal samples
 
 The training loop writes the EMA weights every ``--snapshot-every`` steps to ``snapshots/`` in
 its run folder (`tokenbridge.training_loop.save_snapshot`). This module measures each snapshot:
@@ -39,6 +40,8 @@ from tokenbridge.pipeline import Pipeline
 
 KNOWN_FRACTION = 0.25
 """Fraction of tokens known when classifying by likelihood (training sees 0 to 30 % known)."""
+VALUE_COLUMNS = ("median_value_error", "median_p_true")
+"""The value-precision measures `comparison_table` shows."""
 MASKS_PER_IMAGE = 2
 """Random masks per held-out image; the per-label CE is summed over them."""
 
@@ -148,8 +151,48 @@ def format_entry(entry: dict, cfg: float) -> str:
     )
 
 
+def comparison_table(curves: dict[str, dict]) -> str:
+    """Recipes side by side at equal samples seen: one line per (samples seen, recipe) with class
+    accuracy at CFG 1 and the curve's guided scale, generative accuracy and the value error."""
+    lines = [
+        f"{'samples':>8}  {'recipe':<24} {'CFG 1':>6} {'CFG w':>6} {'generative':>10} {'|E[v]-v|':>9} {'p(true)':>8}"
+    ]
+    seen = sorted({e["samples_seen"] for curve in curves.values() for e in curve["entries"]})
+    for samples in seen:
+        for name, curve in curves.items():
+            entry = next((e for e in curve["entries"] if e["samples_seen"] == samples), None)
+            if entry is None:
+                continue
+            cfg = curve["settings"]["cfg"]
+            error, p_true = (entry.get("value_precision", {}).get(k, float("nan")) for k in VALUE_COLUMNS)
+            lines.append(
+                f"{samples:>8,}  {name:<24} {entry['cfg_1']['class_accuracy']:>6.1%} "
+                f"{entry[f'cfg_{cfg:g}']['class_accuracy']:>6.1%} {entry['generative_accuracy']:>10.1%} "
+                f"{error:>9.3f} {p_true:>8.3f}"
+            )
+    return "\n".join(lines)
+
+
+def compare_main(argv: list[str]) -> None:
+    """``compare CURVE.json...``: print `comparison_table` (each curve named by its file's stem)."""
+    parser = cli.ArgumentParser(prog="python -m tokenbridge.learning_curve compare", description=compare_main.__doc__)
+    parser.add_argument("curves", nargs="+", type=cli.existing_file, help="learning-curve JSON files")
+    args = parser.parse_args(argv)
+    curves = {}
+    for path in args.curves:
+        curve = cli.check(parser, "curves", lambda p: json.loads(p.read_text()), path)
+        if not isinstance(curve, dict) or "entries" not in curve or "settings" not in curve:
+            parser.error(f"argument curves: {str(path)!r} is not a learning-curve file")
+        curves[path.stem] = curve
+    print(comparison_table(curves))
+
+
 def main(argv: list[str] | None = None) -> None:
     from tokenbridge.viz import plot_learning_curve
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        return compare_main(argv[1:])
 
     parser = cli.ArgumentParser(prog="python -m tokenbridge.learning_curve", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="generator run folder trained with --snapshot-every")
@@ -167,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     cli.check(parser, "--vae", cli.model_file, args.vae, "vae")
     cli.check(parser, "--classifier", cli.model_file, args.classifier, "classifier")
     cli.check(parser, "--out", cli.output_file, args.out)
-    command = "python -m tokenbridge.learning_curve " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tokenbridge.learning_curve " + shlex.join(argv)
     curve = cli.check(
         parser,
         "--out",
