@@ -13,7 +13,7 @@ from tokenbridge.data import cache_latents
 
 ROOT = Path(__file__).resolve().parents[1]
 VAE, CLASSIFIER = str(ROOT / "assets/vae_small.safetensors"), str(ROOT / "assets/classifier.safetensors")
-GENERATOR = str(ROOT / "assets/generator_small.safetensors")
+GENERATOR = str(ROOT / "assets/generator_icons.safetensors")
 
 
 @pytest.fixture
@@ -129,8 +129,8 @@ EXPERIMENTS = [
     (["learnability", "--classifier", "{vae}"], "--classifier"),
     (["learnability", "--", "--lr", "0"], "--lr"),  # the recipe, answered by tokenbridge.train's parser
     (["learnability", "--model", "{vae}"], "--model"),
-    (["learnability", "--model", "assets/generator_small.safetensors", "--", "--lr", "1"], "--model"),
-    (["learnability", "--model", "assets/generator_small.safetensors", "--task", "constant"], "--model"),
+    (["learnability", "--model", "assets/generator_icons.safetensors", "--", "--lr", "1"], "--model"),
+    (["learnability", "--model", "assets/generator_icons.safetensors", "--task", "constant"], "--model"),
 ]
 
 

@@ -19,7 +19,7 @@ def test_the_defaults_are_the_best_row_of_the_shipped_generators_table():
         "re-run `python -m tokenbridge.defaults_sweep` and set SAMPLER_DEFAULTS to its best row"
     )
     assert table["best"] == defaults_sweep.best_index(rows)
-    assert table["generator"] == "assets/generator_small.safetensors" and table["samples"] >= 200
+    assert table["generator"] == "assets/generator_icons.safetensors" and table["samples"] >= 200
     assert [row["sampler"] for row in rows] == defaults_sweep.settings_grid(), "the table is of the current grid"
     swept = {
         key: {row["sampler"][key] for row in rows} for key in ("order", "cfg", "cfg_mode", "temperature", "num_steps")
@@ -28,7 +28,7 @@ def test_the_defaults_are_the_best_row_of_the_shipped_generators_table():
         "order": {"random", "confidence"},
         "cfg": {1.0, 2.0, 3.0},
         "cfg_mode": {"feature", "logit"},
-        "temperature": {0.9, 1.0},
+        "temperature": {0.5, 0.7, 0.9, 1.0},
         "num_steps": {16, 32},
     }
 

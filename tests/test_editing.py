@@ -17,6 +17,7 @@ from tokenbridge.evaluation import shapes_images
 from tokenbridge.generator import tokenbridge_tiny
 from tokenbridge.regions import cells_mask, parse_cells
 from tokenbridge.sampling import KNOBS, ORDERS, generate, mask_schedule, sample_steps
+from tokenbridge.shapes import CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -248,12 +249,17 @@ def test_sampler_flags_are_the_knobs_of_sampler_settings():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny_pipeline_files, seeded):
     """The tiny models as files (``vae``, ``generator``), one generator that needs another VAE
-    (``gen8``), a 64×64 input image (``image``) and a folder to write in (``root``)."""
+    (``gen8``), one that fits the embedded VAE's 4 channels (``gen4``), a 64×64 input image
+    (``image``) and a folder to write in (``root``)."""
     root = tmp_path_factory.mktemp("editing")
     other = seeded(lambda: tokenbridge_tiny(vae_embed_dim=8))
     gen8 = checkpoints.save_model(other, root / "gen8.safetensors", "generator", other.config.to_dict())
+    fits = seeded(lambda: tokenbridge_tiny(vae_embed_dim=4, class_num=10))
+    gen4 = checkpoints.save_model(
+        fits, root / "gen4.safetensors", "generator", fits.config.to_dict(), extra={"classes": list(CLASS_NAMES)}
+    )
     Image.fromarray(to_uint8_image(shapes_images(1)[0])).save(root / "in.png")
-    return {**tiny_pipeline_files, "gen8": gen8, "image": root / "in.png", "root": root}
+    return {**tiny_pipeline_files, "gen8": gen8, "gen4": gen4, "image": root / "in.png", "root": root}
 
 
 def test_edit_cli_writes_before_and_after_side_by_side(files, tmp_path, capsys):
@@ -339,7 +345,7 @@ def test_sample_with_only_a_generator_pairs_it_with_the_embedded_vae(files, tmp_
         [
             "sample",
             "--generator",
-            str(files["generator"]),
+            str(files["gen4"]),
             "--class",
             "3",
             "--n",
@@ -365,7 +371,7 @@ BAD_COMMAND_LINES = {  # {image}, {gen8}, {vae}, {root}: the `files` fixture's
     "generator is a vae": (["sample", "--generator", "{vae}"], "holds a 'vae' model, expected 'generator'"),
     "generator needs another vae": (
         ["sample", "--generator", "{gen8}"],
-        "argument --generator: it needs a VAE with 8 latent channels and stride 8, the embedded VAE has 16",
+        "argument --generator: it needs a VAE with 8 latent channels and stride 8, the embedded VAE has 4",
     ),
     "bad device": (["sample", "--device", "foo"], "argument --device: 'foo' is not a usable device"),
     "unknown class": (["sample", "--class", "blob"], "argument --class: unknown class 'blob'; valid: circle"),

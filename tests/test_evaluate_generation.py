@@ -38,6 +38,8 @@ def test_generation_cli_stores_regenerable_fingerprints_per_setting(
                 "--cfg",
                 "1",
                 "4",
+                "--temperature",  # the stored sums were drawn at temperature 1
+                "1",
                 "--vae",
                 str(tiny_pipeline_files["vae"]),
                 "--generator",

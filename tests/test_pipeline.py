@@ -149,6 +149,29 @@ def test_reconstruction_table_class_accuracy_is_the_classifiers_on_the_reconstru
     assert row["class_accuracy"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_a_generator_file_names_the_dataset_its_evaluations_use(tmp_path, pipe, tiny_pipeline_files, seeded):
+    """The header's ``dataset`` (written by training on a procedural dataset) becomes `Pipeline.dataset`,
+    and `generation_metrics` measures against held-out images of it; files that do not say: shapes."""
+    from tokenbridge.checkpoints import save_model
+
+    icons_file = save_model(
+        pipe.generator,
+        tmp_path / "icons.safetensors",
+        "generator",
+        pipe.generator.config.to_dict(),
+        extra={"classes": list(CLASS_NAMES), "dataset": "icons"},
+    )
+    icons = Pipeline.load(vae=tiny_pipeline_files["vae"], generator=icons_file, device="cpu")
+    plain = Pipeline.load(vae=tiny_pipeline_files["vae"], generator=tiny_pipeline_files["generator"], device="cpu")
+    assert (icons.dataset, plain.dataset) == ("icons", "shapes")
+    classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
+    with pytest.warns(UserWarning, match="strongly biased"):
+        on_icons, on_shapes = (generation_metrics(p, classifier, 4, num_steps=2) for p in (icons, plain))
+    assert (on_icons["dataset"], on_shapes["dataset"]) == ("icons", "shapes")
+    assert on_icons["class_accuracy"] == on_shapes["class_accuracy"]  # the same samples...
+    assert on_icons["fd_shapes"] != on_shapes["fd_shapes"]  # ...against another reference
+
+
 def test_generation_metrics_are_seeded(pipe, seeded):
     classifier = seeded(lambda: ShapesClassifier(ClassifierConfig(widths=(8, 8, 8, 16))))
     with pytest.warns(UserWarning, match="strongly biased"):  # 6 samples: the caller is told FD means little

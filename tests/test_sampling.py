@@ -263,6 +263,7 @@ def test_guided_distributions_match_the_teacher_forced_forward(model, cfg_mode):
             cfg=w,
             cfg_schedule="constant",
             cfg_mode=cfg_mode,
+            temperature=1.0,  # the plain softmax of the guided logits
             record_probs=True,
         )
     )

@@ -47,13 +47,14 @@ from tokenbridge.foreground import (
     foreground_validation,
     image_measures,
 )
-from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline
+from tokenbridge.pipeline import SAMPLER_DEFAULTS, Pipeline, embedded_file
 from tokenbridge.quantizer import ASSIGN_RULES, BIN_KINDS, CALIBRATIONS, MAX_LEVELS
 from tokenbridge.sampling import ORDERS
 from tokenbridge.shapes import HELDOUT_SEED, TRAIN_SEED, ShapesDataset
 from tokenbridge.statistics import mean_sem, median_ci, median_difference_ci, rounded_list
 
-DEFAULT_VAE = "assets/vae_small.safetensors"
+RECONSTRUCTION_VAE = "assets/vae_small.safetensors"
+"""The 16-channel VAE whose bits notebook 03 studies (the embedded tokenizer is its 4-channel projection)."""
 DEFAULT_CLASSIFIER = "assets/classifier.safetensors"
 
 
@@ -199,7 +200,7 @@ def _add_reconstruction(sub) -> argparse.ArgumentParser:
     """``reconstruction``: the VAE and quantizer settings to measure."""
     samples = cli.number(int, 2)
     rec_cmd = sub.add_parser("reconstruction", help="PSNR and FD-shapes, continuous vs quantized")
-    rec_cmd.add_argument("--vae", default=DEFAULT_VAE)
+    rec_cmd.add_argument("--vae", default=RECONSTRUCTION_VAE, help="default: %(default)s, the 16-channel VAE")
     rec_cmd.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
     rec_cmd.add_argument("--n", type=samples, default=2000, help="held-out images")
     rec_cmd.add_argument("--levels", type=cli.number(int, 2, MAX_LEVELS), nargs="+", default=[4, 8, 16, 32, 64, 128])
@@ -216,18 +217,17 @@ def _add_generation(sub) -> argparse.ArgumentParser:
     gen_cmd = sub.add_parser(
         "generation", help="class accuracy and FD-shapes of samples, over a grid of sampler settings"
     )
-    gen_cmd.add_argument("--generator", default="assets/generator_small.safetensors")
-    gen_cmd.add_argument("--vae", default=DEFAULT_VAE)
+    gen_cmd.add_argument("--generator", default=embedded_file("generator"))
+    gen_cmd.add_argument("--vae", default=embedded_file("vae"))
     gen_cmd.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
     gen_cmd.add_argument("--n", type=samples, default=2000, help="samples per setting (classes balanced)")
     gen_cmd.add_argument("--seed", type=cli.number(int, 0), default=0)
-    # the sampler's flags, checked as the sampler checks them; the defaults are this command's own (the
-    # grid its results files were made with), not the sampler's
-    cli.sampler_argument(gen_cmd, "num_steps", default=16)
+    # the sampler's flags, checked as the sampler checks them; the defaults are the kit's measured sampler
+    # defaults (`SamplerSettings`), every order
+    cli.sampler_argument(gen_cmd, "num_steps", default=SAMPLER_DEFAULTS["num_steps"])
     cli.sampler_argument(gen_cmd, "order", nargs="+", default=list(ORDERS))
-    cli.sampler_argument(gen_cmd, "cfg", nargs="+", default=[3.0])
-    cli.sampler_argument(gen_cmd, "cfg_mode", nargs="+", default=["feature"])
-    cli.sampler_argument(gen_cmd, "temperature", nargs="+", default=[1.0])
+    for knob in ("cfg", "cfg_mode", "temperature"):
+        cli.sampler_argument(gen_cmd, knob, nargs="+", default=[SAMPLER_DEFAULTS[knob]])
     return gen_cmd
 
 
@@ -235,8 +235,8 @@ def _add_foreground(sub) -> argparse.ArgumentParser:
     """``foreground``: the models, the samples and the Gumbel scales of confidence order."""
     count, samples = cli.number(int, 1), cli.number(int, 2)
     fg_cmd = sub.add_parser("foreground", help="foreground/background proxy of samples: random vs confidence order")
-    fg_cmd.add_argument("--generator", default="assets/generator_small.safetensors")
-    fg_cmd.add_argument("--vae", default=DEFAULT_VAE)
+    fg_cmd.add_argument("--generator", default=embedded_file("generator"))
+    fg_cmd.add_argument("--vae", default=embedded_file("vae"))
     fg_cmd.add_argument(
         "--n", type=samples, default=300, help="samples per setting (classes balanced), and real images"
     )

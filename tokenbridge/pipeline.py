@@ -29,7 +29,15 @@ from tokenbridge.quantizer import GaussianQuantizer
 from tokenbridge.sampling import SamplerSettings, sample_steps
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-EMBEDDED = {"vae": ASSETS / "vae_small.safetensors", "generator": ASSETS / "generator_small.safetensors"}
+EMBEDDED = {"vae": ASSETS / "vae_icons.safetensors", "generator": ASSETS / "generator_icons.safetensors"}
+"""The embedded default: the 4-channel tokenizer and the generator trained on icons (`tokenbridge.shapes`)."""
+
+
+def embedded_file(kind: str) -> str:
+    """The embedded ``kind`` ("vae" or "generator") relative to the repository root: how command
+    lines (run from there) and the results files they write name it."""
+    return str(EMBEDDED[kind].relative_to(ASSETS.parent))
+
 
 SAMPLER_DEFAULTS = asdict(SamplerSettings())
 """The sampler defaults (`SamplerSettings`, measured on the embedded generator) as a dict, for

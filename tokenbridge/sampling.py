@@ -164,11 +164,11 @@ class SamplerSettings:
     """
 
     num_steps: int = _knob(16, flag="--steps", title="steps", low=1, per_token=True)
-    cfg: float = _knob(2.0, flag="--cfg", title="CFG scale", label="CFG scale w", low=0, slider=(0.0, 10.0, 0.1))
+    cfg: float = _knob(1.0, flag="--cfg", title="CFG scale", label="CFG scale w", low=0, slider=(0.0, 10.0, 0.1))
     cfg_schedule: str = _knob("linear", flag="--cfg-schedule", title="CFG schedule", choices=CFG_SCHEDULES)
     cfg_mode: str = _knob("feature", flag="--cfg-mode", title="CFG mode", choices=CFG_MODES)
     temperature: float = _knob(
-        1.0, flag="--temperature", title="temperature", low=0, low_open=True, slider=(0.05, 3.0, 0.05)
+        0.5, flag="--temperature", title="temperature", low=0, low_open=True, slider=(0.05, 3.0, 0.05)
     )
     order: str = _knob("random", flag="--order", title="order", choices=tuple(ORDERS))
     gumbel: float = _knob(
