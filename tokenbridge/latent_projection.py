@@ -25,11 +25,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from tokenbridge import checkpoints, cli
-from tokenbridge.evaluation import encode_in_batches, shapes_images
+from tokenbridge.evaluation import QuantSetting, encode_in_batches, reconstruction_table, shapes_images
 from tokenbridge.files import write_json
-from tokenbridge.metrics import accuracy, classifier_outputs, psnr
-from tokenbridge.quantizer import GaussianQuantizer
-from tokenbridge.shapes import DATASETS, HELDOUT_SEED, TRAIN_SEED
+from tokenbridge.shapes import DATASETS, HELDOUT_SEED, NUM_CLASSES, TRAIN_SEED
 from tokenbridge.vae import AutoencoderKL, build_vae
 
 
@@ -93,25 +91,13 @@ def projected_vae(vae: AutoencoderKL, projection: Projection) -> AutoencoderKL:
 def tokenizer_metrics(vae: AutoencoderKL, classifier, count: int, levels: tuple[int, ...] = (64, 16)) -> dict:
     """Per procedural dataset, on ``count`` held-out images: PSNR (dB) and the classifier's accuracy
     on continuous and on quantized reconstructions (each of ``levels``, official Gaussian bins)."""
-    device = next(vae.parameters()).device
+    settings = [QuantSetting(None), *(QuantSetting(b) for b in levels)]
+    names = ["continuous", *(f"b{b}" for b in levels)]
     result = {}
     for kind in DATASETS:
         images = shapes_images(count, size=vae.config.resolution, seed=HELDOUT_SEED, kind=kind)
-        labels = torch.arange(count) % 10
-        latents = encode_in_batches(vae, images)
-        variants = {"continuous": latents}
-        for b in levels:
-            quantizer = GaussianQuantizer(b, 5.0, 3.0)
-            variants[f"b{b}"] = quantizer.dequantize(quantizer.quantize(latents))
-        rows = {}
-        for name, z in variants.items():
-            recon = torch.cat([vae.decode_latents(part.to(device)).cpu() for part in z.split(250)])
-            _, predicted = classifier_outputs(classifier, recon.split(250), device)
-            rows[name] = {
-                "psnr_db": round(float(psnr(recon, images).mean()), 3),
-                "class_accuracy": round(accuracy(predicted, labels), 4),
-            }
-        result[kind] = rows
+        rows = reconstruction_table(vae, classifier, images, settings, labels=torch.arange(count) % NUM_CLASSES)
+        result[kind] = {name: {k: row[k] for k in ("psnr_db", "class_accuracy")} for name, row in zip(names, rows)}
     return result
 
 

@@ -79,16 +79,24 @@ def train_recipe(recipe: list[str], steps: int, out_dir: Path, latents: str) -> 
 
 
 @torch.no_grad()
-def masked_cross_entropy(
+def teacher_forced_logits(
     model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, mask_BN: torch.Tensor
-) -> torch.Tensor:
-    """Teacher-forced CE ``[M, C]`` (nats; generation order) at the masked positions of ``mask_BN``
-    given the unmasked ones; no label drop, no dropout."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits [M, C, V], targets [M, C])`` in generation order at the masked positions of
+    ``mask_BN`` given the unmasked ones; no label drop, no dropout."""
     model.eval()
     z_BND = model.forward_backbone(model.dequantize(indices_BNC), labels_B, mask_BN)
     order = torch.tensor(model.config.generation_order, device=indices_BNC.device)
     targets_MC = indices_BNC[mask_BN].long()[:, order]
-    logits_MCV = model.forward_channel_head(z_BND[mask_BN], targets_MC)
+    return model.forward_channel_head(z_BND[mask_BN], targets_MC), targets_MC
+
+
+def masked_cross_entropy(
+    model: TokenBridge, indices_BNC: torch.Tensor, labels_B: torch.Tensor, mask_BN: torch.Tensor
+) -> torch.Tensor:
+    """Teacher-forced CE ``[M, C]`` (nats; generation order) at the masked positions of ``mask_BN``
+    given the unmasked ones (`teacher_forced_logits`)."""
+    logits_MCV, targets_MC = teacher_forced_logits(model, indices_BNC, labels_B, mask_BN)
     return F.cross_entropy(logits_MCV.flatten(0, 1).float(), targets_MC.flatten(), reduction="none").view_as(targets_MC)
 
 
@@ -145,14 +153,10 @@ def value_precision(
     (v the true level's value, in the quantizer's N(0, 1) units: 64 Gaussian levels are ~0.04 apart
     near 0), of the predicted distribution's standard deviation, and of p(true index). A model that
     knows roughly, not exactly, samples noisy tokens even when its loss looks fine."""
-    model.eval()
     n = model.config.seq_len
     mask_BN = random_mask(len(indices_BNC), n, round(known_fraction * n), torch.Generator().manual_seed(seed))
-    mask_BN = mask_BN.to(indices_BNC.device)
-    z_BND = model.forward_backbone(model.dequantize(indices_BNC), labels_B, mask_BN)
-    order = torch.tensor(model.config.generation_order, device=indices_BNC.device)
-    targets_MC = indices_BNC[mask_BN].long()[:, order]
-    probs_MV = model.forward_channel_head(z_BND[mask_BN], targets_MC)[:, 0].float().softmax(dim=-1)
+    logits_MCV, targets_MC = teacher_forced_logits(model, indices_BNC, labels_B, mask_BN.to(indices_BNC.device))
+    probs_MV = logits_MCV[:, 0].float().softmax(dim=-1)
     values_V = model.reconstruction_values.float()
     expected_M = probs_MV @ values_V
     spread_M = (probs_MV @ values_V.pow(2) - expected_M.pow(2)).clamp_min(0).sqrt()

@@ -36,7 +36,7 @@ from tokenbridge.evaluation import generation_metrics
 from tokenbridge.files import write_json
 from tokenbridge.generator import TokenBridge
 from tokenbridge.learnability import heldout_tokens, masked_cross_entropy, random_mask, value_precision
-from tokenbridge.pipeline import Pipeline
+from tokenbridge.pipeline import Pipeline, load_generator
 
 KNOWN_FRACTION = 0.25
 """Fraction of tokens known when classifying by likelihood (training sees 0 to 30 % known)."""
@@ -86,13 +86,10 @@ def measure_snapshot(
     """One learning-curve entry for the snapshot file ``path`` (see the module docstring);
     ``heldout``: the held-out `heldout_tokens` and labels, shared by a run's snapshots."""
     start = time.time()
-    model = checkpoints.load_model(path, kind="generator")
-    header = checkpoints.read_header(path)["extra"]
-    pipe = Pipeline(
-        vae, model, classes=header.get("classes"), device=pick_device(device), dataset=header.get("dataset")
-    )
+    model, classes, dataset = load_generator(path)
+    pipe = Pipeline(vae, model, classes=classes, device=pick_device(device), dataset=dataset)
     tokens, labels = heldout
-    entry = dict(header["snapshot"])
+    entry = dict(checkpoints.read_header(path)["extra"]["snapshot"])
     for scale in dict.fromkeys((1.0, cfg)):
         metrics = generation_metrics(pipe, classifier, samples, order="random", cfg=scale)
         entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in ("class_accuracy", "fd_shapes", "precision", "recall")}
@@ -130,11 +127,8 @@ def update_curve(
         if int(path.stem.removeprefix("step_")) in done:
             continue
         if tokens is None:
-            dataset = checkpoints.read_header(path)["extra"].get("dataset")
-            pipe = Pipeline(
-                vae, checkpoints.load_model(path, kind="generator"), device=pick_device(device), dataset=dataset
-            )
-            tokens = heldout_tokens(pipe, heldout)
+            model, _, dataset = load_generator(path)
+            tokens = heldout_tokens(Pipeline(vae, model, device=pick_device(device), dataset=dataset), heldout)
         entry = measure_snapshot(path, vae, classifier, samples, cfg, tokens, device)
         curve["entries"] = sorted(curve["entries"] + [entry], key=lambda e: e["step"])
         write_json(out, curve, indent=2)

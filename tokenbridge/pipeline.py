@@ -60,7 +60,7 @@ def _load_vae(path: str | os.PathLike):
     return checkpoints.load_official_vae(path)
 
 
-def _load_generator(path: str | os.PathLike):
+def load_generator(path: str | os.PathLike):
     """``(generator, class names or None, the procedural dataset it learnt or None)`` from our
     safetensors file or an official ``.pth``."""
     path = Path(path)
@@ -131,7 +131,7 @@ class Pipeline:
         if vae is None:
             raise ValueError("a VAE is required: Pipeline.load('embedded') or Pipeline.load(vae=PATH, ...)")
         vae_model = _load_vae(vae)
-        gen_model, classes, dataset = _load_generator(generator) if generator is not None else (None, None, None)
+        gen_model, classes, dataset = load_generator(generator) if generator is not None else (None, None, None)
         source = {"vae": str(vae), "generator": None if generator is None else str(generator)}
         return cls(vae_model, gen_model, classes=classes, device=device, source=source, dataset=dataset)
 
