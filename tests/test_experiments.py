@@ -11,7 +11,7 @@ import torch
 
 from tokenbridge import checkpoints, experiments
 from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
-from tokenbridge.evaluation import sample_fingerprints
+from tokenbridge.evaluation import SampleOutputs, sample_fingerprints
 from tokenbridge.experiments import ABLATION_BUDGET, COMPARISONS, VARIANTS, train_command
 from tokenbridge.generator import PRESETS, tokenbridge_tiny
 from tokenbridge.pipeline import Pipeline
@@ -199,6 +199,14 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
         row["fingerprints"]
     ) == 8
     assert row["heldout_ce"] != row["heldout_ce_reseeded"] and row["quant_levels"] == 64
+    for metric, (low, high) in row["intervals"].items():  # each bootstrap interval holds the full set's value
+        assert low <= row[metric] + 1e-4 and row[metric] - 1e-4 <= high
+    # only the parallel head was exported: one comparison, judged per order and sample metric
+    (head,) = result["verdicts"]
+    verdict = result["verdicts"][head]
+    assert head == "channel head: autoregressive vs parallel" and len(verdict["samples"]) == 2 * 4
+    assert verdict["verdict_samples"] in {"holds", "reversed", "mixed", "undecided"}
+    assert verdict["heldout_ce"]["metric"] == "heldout_ce" and result["resamples"] == experiments.RESAMPLES
     pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
     # stored values (CPU, seed 0 models, SAMPLER_DEFAULTS but the order): the exported row, and the same again
     # from sample_fingerprints
@@ -209,6 +217,36 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
         pipe, checkpoints.load_model(tmp_path / "cls.safetensors", kind="classifier"), 8, seed=0, order="random"
     )
     assert again == expected
+
+
+def _outputs(correct: float, shift: float, n: int = 200) -> SampleOutputs:
+    """Samples whose share ``correct`` is classified right and whose features sit ``shift`` away
+    from the real ones (the same draw of noise for every call: paired sets)."""
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(n, 4, generator=gen), torch.randn(n, 4, generator=gen)
+    return SampleOutputs(fake + shift, real, torch.arange(n) < round(correct * n))
+
+
+@pytest.mark.parametrize(
+    "variant, correct, shift, verdict",
+    [
+        ("parallel_head", 0.6, 1.0, "holds"),  # the parallel head is worse, as in the paper
+        ("parallel_head", 0.95, 0.0, "reversed"),
+        ("big_head", 0.6, 1.0, "reversed"),  # the paper's bigger head is the better one
+        ("big_head", 0.9, 0.0, "undecided"),  # the baseline again: every interval holds zero
+        ("big_head", 0.99, 1.0, "mixed"),  # more accurate, farther from the data
+    ],
+)
+def test_sample_verdicts_read_the_paired_intervals(variant, correct, shift, verdict):
+    outputs = {}
+    for sampling_order in ("random", "confidence"):
+        outputs["baseline", sampling_order] = _outputs(0.9, 0.0)
+        outputs[variant, sampling_order] = _outputs(correct, shift)
+    name = next(k for k, c in COMPARISONS.items() if c.variant == variant)
+    result = experiments.sample_verdicts(outputs, COMPARISONS[name], ("random", "confidence"), resamples=200)
+    assert result["verdict_samples"] == verdict
+    accuracy = next(j for j in result["samples"] if j["metric"] == "class_accuracy")
+    assert accuracy["difference"] == pytest.approx(correct - 0.9, abs=1e-6)
 
 
 def test_evaluate_refuses_a_folder_without_exported_variants(tmp_path, capsys):

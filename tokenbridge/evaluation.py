@@ -130,10 +130,10 @@ def reconstruction_table(
     return rows
 
 
-def real_noise_floor(classifier, count: int, device, size: int = 64) -> float:
-    """FD-shapes between two disjoint held-out sets of ``count`` real images."""
-    a = shapes_images(count, 0, size)
-    b = shapes_images(count, count, size)
+def real_noise_floor(classifier, count: int, device, size: int = 64, kind: str = "shapes") -> float:
+    """FD-shapes between two disjoint held-out sets of ``count`` real images of dataset ``kind``."""
+    a = shapes_images(count, 0, size, kind=kind)
+    b = shapes_images(count, count, size, kind=kind)
     fa, _ = classifier_outputs(classifier, a.split(250), device)
     fb, _ = classifier_outputs(classifier, b.split(250), device)
     return frechet_distance(feature_statistics(fa), feature_statistics(fb))
@@ -144,15 +144,22 @@ def real_noise_floor(classifier, count: int, device, size: int = 64) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: int = 50, **sampler) -> dict:
-    """Class accuracy, FD-shapes and k-NN precision/recall (vs ``count`` held-out real images of the
-    dataset the generator learnt, `Pipeline.dataset`) of ``count`` samples.
+@dataclass(frozen=True)
+class SampleOutputs:
+    """What the sample metrics of one generated set are computed from (N samples, D features):
+    the classifier's features of the samples ``[N, D]`` and of as many held-out real images of the
+    generator's dataset ``[N, D]``, and whether each sample is classified as its requested class ``[N]``."""
 
-    Labels cycle through the classes (balanced); row ``i`` is seeded ``seed + i``, so the samples
-    do not depend on ``batch_size``. ``sampler`` overrides `tokenbridge.pipeline.SAMPLER_DEFAULTS`.
-    """
-    start = time.time()
+    features: torch.Tensor
+    real_features: torch.Tensor
+    correct: torch.Tensor
+
+
+@torch.no_grad()
+def sample_outputs(pipe, classifier, count: int, seed: int = 0, batch_size: int = 50, **sampler) -> SampleOutputs:
+    """Generate ``count`` samples (labels cycle through the classes; row ``i`` seeded ``seed + i``,
+    so the samples do not depend on ``batch_size``) and classify them beside ``count`` held-out
+    real images of `Pipeline.dataset`. ``sampler`` overrides `tokenbridge.pipeline.SAMPLER_DEFAULTS`."""
     labels = torch.arange(count) % len(pipe.classes)
     images = torch.cat(
         [pipe.generate(labels[i : i + batch_size], seed=seed + i, **sampler) for i in range(0, count, batch_size)]
@@ -161,15 +168,37 @@ def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: 
     warn_if_few(*feats.shape)
     real = shapes_images(count, 0, pipe.image_size, kind=pipe.dataset)
     real_feats, _ = classifier_outputs(classifier, real.split(250), pipe.device)
+    return SampleOutputs(feats, real_feats, predicted == labels.to(predicted.device))
+
+
+def summary_metrics(outputs: SampleOutputs) -> dict[str, float]:
+    """Class accuracy, FD-shapes and k-NN precision/recall of one `SampleOutputs` (4 digits)."""
+    real_stats = feature_statistics(outputs.real_features)
+    return {
+        "class_accuracy": round(float(outputs.correct.float().mean()), 4),
+        "fd_shapes": round(frechet_distance(feature_statistics(outputs.features), real_stats), 4),
+        **{k: round(v, 4) for k, v in precision_recall(outputs.real_features, outputs.features).items()},
+    }
+
+
+@torch.no_grad()
+def generation_metrics(pipe, classifier, count: int, seed: int = 0, batch_size: int = 50, **sampler) -> dict:
+    """Class accuracy, FD-shapes and k-NN precision/recall (vs ``count`` held-out real images of the
+    dataset the generator learnt, `Pipeline.dataset`) of ``count`` samples (`sample_outputs`)."""
+    start = time.time()
+    outputs = sample_outputs(pipe, classifier, count, seed, batch_size, **sampler)
+    return generation_row(pipe, count, seed, sampler, outputs, time.time() - start)
+
+
+def generation_row(pipe, count: int, seed: int, sampler: dict, outputs: SampleOutputs, seconds: float) -> dict:
+    """The JSON row of one measured sample set: what was sampled and how, and its `summary_metrics`."""
     return {
         "dataset": pipe.dataset,
         "samples": count,
         "seed": seed,
         "sampler": {**SAMPLER_DEFAULTS, **sampler},
-        "class_accuracy": round(float((predicted == labels).float().mean()), 4),
-        "fd_shapes": round(frechet_distance(feature_statistics(feats), feature_statistics(real_feats)), 4),
-        **{k: round(v, 4) for k, v in precision_recall(real_feats, feats).items()},
-        "seconds": round(time.time() - start, 1),
+        **summary_metrics(outputs),
+        "seconds": round(seconds, 1),
     }
 
 

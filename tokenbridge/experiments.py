@@ -26,34 +26,45 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from tokenbridge import checkpoints, cli, learnability, train
-from tokenbridge.evaluation import FINGERPRINTS, generation_metrics, sample_fingerprints
+from tokenbridge.evaluation import FINGERPRINTS, generation_row, sample_fingerprints, sample_outputs
 from tokenbridge.files import write_json
 from tokenbridge.generator import patchify
 from tokenbridge.pipeline import Pipeline
+from tokenbridge.sample_intervals import LOWER_IS_BETTER as SAMPLE_LOWER_IS_BETTER
+from tokenbridge.sample_intervals import RESAMPLES, difference_intervals, direction, metric_intervals
 from tokenbridge.sampling import ORDERS
 from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 
 ABLATION_BUDGET = {
-    "steps": 600,
+    "steps": 1000,
     "batch-size": 64,
-    "lr": 5e-4,
-    "weight-decay": 0.02,
-    "warmup-steps": 100,
-    "ema-decay": 0.99,
-    "head-positions": 8,
+    "lr": 3e-3,
+    "ema-decay": 0.998,
+    "dropout": 0,
+    "head-init": "ordinal",
+    "local-mixing": "conv",
+    "readout": "gaussian",
     "seed": 0,
     "eval-samples": 200,
 }
-"""Identical for every variant, so differences come from the model setting alone."""
+"""Identical for every variant, so differences come from the model setting alone: the embedded
+generator's recipe (`assets/generator_icons.json`) on a shorter schedule, 64,000 samples each."""
 
-LATENTS = "runs/latents/shapes_vae_small.safetensors"
-"""Shared latent cache (written from the embedded VAE by the first variant that needs it)."""
+DATA = "icons"
+"""The embedded generator's dataset: the variants learn what it learnt."""
+
+VAE = "assets/vae_icons.safetensors"
+"""The embedded 4-channel tokenizer whose latents every variant learns."""
+
+LATENTS = "runs/latents/icons_vae_icons.safetensors"
+"""Shared latent cache (written from `VAE` by the first variant that needs it)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,10 @@ def train_command(name: str, runs: Path, assets: Path) -> list[str]:
         str(runs / name),
         "--export",
         str(assets / name),
+        "--data",
+        DATA,
+        "--vae",
+        VAE,
         "--latents",
         LATENTS,
         "--preset",
@@ -140,11 +155,11 @@ def run_ablations(names: list[str], runs: Path, assets: Path, dry_run: bool = Fa
 
 @torch.no_grad()
 def heldout_cross_entropy(pipe, count: int, seed: int = 0, batch_size: int = 250) -> dict:
-    """Teacher-forced cross-entropy of the generator on ``count`` held-out shapes images: the
+    """Teacher-forced cross-entropy of the generator on ``count`` held-out images of its dataset: the
     training loss (MAR masks and orders drawn from ``seed``, the same for every model), in nats per
     channel token, overall and per channel in generation order. It needs no sampling, so it is far
     less noisy than sample metrics; it compares models with the same quantizer only."""
-    data = ShapesDataset(count, seed=HELDOUT_SEED, size=pipe.image_size)
+    data = ShapesDataset(count, seed=HELDOUT_SEED, size=pipe.image_size, kind=pipe.dataset)
     images, labels = (torch.stack(column) for column in zip(*[data[i][:2] for i in range(count)]))
     model = pipe.generator.eval()
     rng = torch.Generator().manual_seed(seed)
@@ -173,12 +188,14 @@ def evaluate_ablations(
     count: int,
     sampling_orders: tuple[str, ...] = tuple(ORDERS),
     fingerprints: int | None = None,
+    resamples: int = RESAMPLES,
 ) -> dict:
-    """Sample metrics of every exported variant (seeds 0…count-1; the baseline also on seeds
-    count…2·count-1) and its held-out CE on two draws of the training masks."""
+    """Sample metrics with bootstrap intervals of every exported variant (seeds 0…count-1; the
+    baseline also on seeds count…2·count-1), its held-out CE on two draws of the training masks,
+    and per comparison the verdicts on samples (`sample_verdicts`) and on the held-out CE."""
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
     fingerprints = FINGERPRINTS if fingerprints is None else fingerprints
-    rows = []
+    rows, outputs = [], {}
     for name in VARIANTS:
         weights = assets / f"{name}.safetensors"
         if not weights.exists():
@@ -188,17 +205,60 @@ def evaluate_ablations(
         seeds = (0, count) if name == "baseline" else (0,)
         for sampling_order in sampling_orders:
             for seed in seeds:
-                row = generation_metrics(pipe, classifier, count, seed=seed, order=sampling_order)
+                start = time.time()
+                sampled = sample_outputs(pipe, classifier, count, seed=seed, order=sampling_order)
+                row = generation_row(pipe, count, seed, {"order": sampling_order}, sampled, time.time() - start)
                 row.update(
                     variant=name,
                     quant_levels=pipe.generator.config.quant_levels,
+                    intervals=metric_intervals(sampled, resamples),
                     heldout=heldout[0],
                     heldout_ce=heldout[0]["ce_nats"],
                     heldout_ce_reseeded=heldout[1]["ce_nats"],
                     fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=sampling_order),
                 )
                 rows.append(row)
-    return {"budget": ABLATION_BUDGET, "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()}, "rows": rows}
+                if seed == 0:
+                    outputs[name, sampling_order] = sampled
+    verdicts = {
+        name: {
+            **sample_verdicts(outputs, comparison, sampling_orders, resamples),
+            "heldout_ce": compare(rows, name, sampling_orders[0], "heldout_ce"),
+        }
+        for name, comparison in COMPARISONS.items()
+        if all((v, sampling_orders[0]) in outputs for v in (comparison.baseline, comparison.variant))
+    }
+    return {
+        "budget": ABLATION_BUDGET,
+        "resamples": resamples,
+        "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()},
+        "rows": rows,
+        "verdicts": verdicts,
+    }
+
+
+VERDICT_METRICS = ("class_accuracy", "fd_shapes")
+"""The sample metrics a comparison's overall verdict reads (the kit's FID and whether samples show
+their class); precision and recall are judged and listed too, but do not count."""
+
+
+def sample_verdicts(outputs: dict, comparison: Comparison, sampling_orders: tuple[str, ...], resamples: int) -> dict:
+    """Per order and sample metric, the variant − baseline difference with its paired bootstrap
+    interval and whether the paper's direction "holds", is "reversed", or is "undecided" (the
+    interval holds zero); ``verdict_samples`` over the `VERDICT_METRICS` of both orders: "holds" or
+    "reversed" when every decided one agrees, "mixed" when they disagree, else "undecided"."""
+    paper_variant_better = comparison.paper_fid[1] < comparison.paper_fid[0]
+    judged = []
+    for sampling_order in sampling_orders:
+        base, other = outputs[comparison.baseline, sampling_order], outputs[comparison.variant, sampling_order]
+        for metric, difference in difference_intervals(base, other, resamples).items():
+            way = direction(metric, difference)
+            agrees = {"better": paper_variant_better, "worse": not paper_variant_better}.get(way)
+            verdict = "undecided" if agrees is None else "holds" if agrees else "reversed"
+            judged.append({"order": sampling_order, "metric": metric, **difference, "verdict": verdict})
+    decided = {j["verdict"] for j in judged if j["metric"] in VERDICT_METRICS} - {"undecided"}
+    overall = "undecided" if not decided else decided.pop() if len(decided) == 1 else "mixed"
+    return {"verdict_samples": overall, "samples": judged}
 
 
 def _row(rows: list[dict], variant: str, sampling_order: str, seed: int = 0) -> dict:
@@ -208,7 +268,7 @@ def _row(rows: list[dict], variant: str, sampling_order: str, seed: int = 0) -> 
     raise KeyError(f"no row for variant {variant!r}, order {sampling_order!r}, seed {seed}: evaluate it first")
 
 
-LOWER_IS_BETTER = {"fd_shapes": True, "heldout_ce": True, "class_accuracy": False}
+LOWER_IS_BETTER = {**SAMPLE_LOWER_IS_BETTER, "heldout_ce": True}
 """The metrics `compare` judges, and which way each one improves."""
 
 
@@ -275,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     abl.add_argument("--print", dest="dry_run", action="store_true", help="print the commands, run nothing")
     ev = sub.add_parser("evaluate", help="measure every exported ablation variant")
     ev.add_argument("--assets", default="assets/ablations")
-    ev.add_argument("--vae", default="assets/vae_small.safetensors")
+    ev.add_argument("--vae", default=VAE)
     ev.add_argument("--classifier", default="assets/classifier.safetensors")
     ev.add_argument(
         "--n", type=cli.number(int, 10), default=1000, help="samples per variant and order (classes balanced)"
@@ -291,7 +351,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="shapes latents, or maps whose tokens are all equal (the simplest context task)",
     )
     learn.add_argument("--steps", type=cli.number(int, 1), default=400)
-    learn.add_argument("--latents", default=LATENTS)
+    learn.add_argument("--latents", default="runs/latents/shapes_vae_small.safetensors")
     learn.add_argument("--vae", default="assets/vae_small.safetensors")
     learn.add_argument("--classifier", default="assets/classifier.safetensors")
     learn.add_argument(

@@ -105,9 +105,22 @@ def _knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cdist(features, features).kthvalue(k + 1, dim=1).values
 
 
-def _coverage(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> float:
-    """Fraction of ``points`` inside at least one ball ``(centres[j], radii[j])``."""
-    return float((torch.cdist(points, centres) <= radii[None]).any(dim=1).float().mean())
+def _inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """Whether each of ``points`` lies inside at least one ball ``(centres[j], radii[j])`` ``[N]`` bool."""
+    return (torch.cdist(points, centres) <= radii[None]).any(dim=1)
+
+
+def manifold_membership(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, torch.Tensor]:
+    """Per point, what `precision_recall` averages: ``"precision"`` ``[N_fake]`` bool (each fake
+    sample inside the real manifold), ``"recall"`` ``[N_real]`` bool (each real image inside the fake
+    manifold). Bootstrap intervals resample these (`tokenbridge.sample_intervals`)."""
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"need two [N, D] feature sets of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    real, fake = real.double(), fake.double()
+    return {
+        "precision": _inside(fake, real, _knn_radii(real, k)),
+        "recall": _inside(real, fake, _knn_radii(fake, k)),
+    }
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]:
@@ -117,10 +130,4 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict
     point's k-th neighbour) — fidelity. Recall: share of real samples inside the fake manifold —
     coverage of the real variety. FD mixes both; these separate them.
     """
-    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"need two [N, D] feature sets of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    real, fake = real.double(), fake.double()
-    return {
-        "precision": _coverage(fake, real, _knn_radii(real, k)),
-        "recall": _coverage(real, fake, _knn_radii(fake, k)),
-    }
+    return {name: float(inside.float().mean()) for name, inside in manifold_membership(real, fake, k).items()}

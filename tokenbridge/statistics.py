@@ -20,8 +20,9 @@ def bootstrap_medians(values: torch.Tensor, resamples: int, rng: torch.Generator
     return finite[picks_RN].median(dim=1).values
 
 
-def _interval(draws_R: torch.Tensor) -> list[float]:
-    return [round(float(q), 5) for q in draws_R.quantile(torch.tensor(CI_QUANTILES))]
+def percentile_interval(draws_R: torch.Tensor) -> list[float]:
+    """The `CI_QUANTILES` of bootstrap draws ``[R]`` (5 digits)."""
+    return [round(float(q), 5) for q in draws_R.quantile(torch.tensor(CI_QUANTILES, dtype=draws_R.dtype))]
 
 
 def median_ci(values: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dict:
@@ -36,7 +37,7 @@ def median_ci(values: torch.Tensor, resamples: int = 2000, seed: int = 0) -> dic
         "median": round(float(finite.median()), 5),
         "n": len(finite),
         "undefined": len(values) - len(finite),
-        "ci95": _interval(medians_R),
+        "ci95": percentile_interval(medians_R),
     }
 
 
@@ -48,7 +49,7 @@ def median_difference_ci(a: torch.Tensor, b: torch.Tensor, resamples: int = 2000
     rng = torch.Generator().manual_seed(seed)
     diffs_R = bootstrap_medians(a, resamples, rng) - bootstrap_medians(b, resamples, rng)
     point = a[a.isfinite()].median() - b[b.isfinite()].median()
-    return {"difference": round(float(point), 5), "ci95": _interval(diffs_R)}
+    return {"difference": round(float(point), 5), "ci95": percentile_interval(diffs_R)}
 
 
 def rounded_list(values: torch.Tensor, digits: int = 5) -> list[float | None]:
