@@ -7,7 +7,14 @@ import torch
 
 from tokenbridge.data import cache_latents
 from tokenbridge.learnability import masked_cross_entropy, random_mask
-from tokenbridge.learning_curve import KNOWN_FRACTION, MASKS_PER_IMAGE, generative_accuracy, main, update_curve
+from tokenbridge.learning_curve import (
+    KNOWN_FRACTION,
+    MASKS_PER_IMAGE,
+    generative_accuracy,
+    main,
+    samples_to_reach,
+    update_curve,
+)
 from tokenbridge.shapes import CLASS_NAMES
 from tokenbridge.train import parse_run
 from tokenbridge.training_loop import train
@@ -122,3 +129,34 @@ def test_compare_prints_recipes_side_by_side_at_equal_samples(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", str(tmp_path / "other.json")])
     assert "is not a learning-curve file" in capsys.readouterr().err
+
+
+def _logistic_entries(slope: float, half: float, seen=(10_000, 20_000, 40_000, 80_000)) -> list[dict]:
+    """Entries whose accuracy above chance is exactly logistic in ln(samples) (half-way at ``half``)."""
+    acc = [0.1 + 0.9 / (1 + (half / n) ** slope) for n in seen]
+    return [{"samples_seen": n, "train_seconds": n / 50, "cfg_1": {"class_accuracy": a}} for n, a in zip(seen, acc)]
+
+
+def test_extrapolation_recovers_an_exact_logistic_curve_and_refuses_a_flat_one(tmp_path, capsys):
+    entries = _logistic_entries(slope=1.5, half=30_000)
+    # (0.9 - 0.1) / 0.9 = 8/9 above chance: logit ln 8, reached at 30,000 * 8 ** (1 / 1.5)
+    fit = samples_to_reach(entries, 0.9)
+    assert fit["slope"] == pytest.approx(1.5, abs=1e-3) and fit["samples"] == pytest.approx(
+        30_000 * 8 ** (1 / 1.5), rel=1e-3
+    )
+    flat = [dict(e, cfg_1={"class_accuracy": 0.3}) for e in entries]
+    assert samples_to_reach(flat, 0.9)["samples"] is None
+    accuracies = [e["cfg_1"]["class_accuracy"] for e in entries]
+    falling = [dict(e, cfg_1={"class_accuracy": a}) for e, a in zip(entries, reversed(accuracies))]
+    assert samples_to_reach(falling, 0.9)["slope"] < 0 and samples_to_reach(falling, 0.9)["samples"] is None
+    path = tmp_path / "curve.json"
+    path.write_text(json.dumps({"settings": {}, "entries": entries}))
+    main(["extrapolate", str(path), "--gpu-samples-per-s", "5000"])
+    stored = json.loads(path.read_text())["extrapolation"]
+    assert stored["run_samples_per_s"] == 50 and stored["run_hours"] == pytest.approx(
+        stored["samples"] / 50 / 3600, abs=0.01
+    )
+    assert stored["gpu_hours"] == pytest.approx(stored["samples"] / 5000 / 3600, abs=0.01)
+    with pytest.raises(SystemExit):
+        main(["extrapolate", str(path), "--target", "1.0"])
+    assert "must be below 1" in capsys.readouterr().err

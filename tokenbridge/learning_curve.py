@@ -3,6 +3,7 @@
     python -m tokenbridge.train generator --out runs/gen ... --snapshot-every 250
     python -m tokenbridge.learning_curve runs/gen --vae V --out results/learning_curve.json
     python -m tokenbridge.learning_curve compare results/recipes/*.json   # recipes at equal samples
+    python -m tokenbridge.learning_curve extrapolate results/learning_curve.json --target 0.9
 
 The training loop writes the EMA weights every ``--snapshot-every`` steps to ``snapshots/`` in
 its run folder (`tokenbridge.training_loop.save_snapshot`). This module measures each snapshot:
@@ -23,6 +24,7 @@ the run goes on; the JSON is rewritten after each snapshot, and a plot is drawn 
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
@@ -181,12 +183,76 @@ def compare_main(argv: list[str]) -> None:
     print(comparison_table(curves))
 
 
+CHANCE = 0.1
+"""Class accuracy of a generator that ignores its label (10 classes)."""
+
+GPU_SAMPLES_PER_S = 2903.8
+"""Training samples per second of `tokenbridge_small` at batch 512 on one H100 (bf16 autocast;
+`results/gpu.json`, parts.training.batch_512): the kit's one measured GPU training rate."""
+
+
+def samples_to_reach(entries: list[dict], target: float, scale: str = "cfg_1") -> dict:
+    """Samples seen at which the class accuracy (at ``scale``) reaches ``target``, extrapolated by
+    a logistic fit in log-samples: logit((acc − chance) / (1 − chance)) = a + b·ln(samples), least
+    squares over the entries strictly between chance and 1. The fit's ``slope`` b says how fast it
+    rises; ``samples`` is None when it does not rise (b ≤ 0) or fewer than two entries can be fit."""
+    points = [(math.log(e["samples_seen"]), (e[scale]["class_accuracy"] - CHANCE) / (1 - CHANCE)) for e in entries]
+    points = [(x, math.log(y / (1 - y))) for x, y in points if 0 < y < 1]
+    fit = {"target": target, "scale": scale, "points": len(points), "slope": None, "samples": None}
+    if len(points) < 2 or len({x for x, _ in points}) < 2:
+        return fit
+    mean_x, mean_y = (sum(v) / len(points) for v in zip(*points))
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+    fit["slope"] = round(slope, 4)
+    if slope > 0:
+        goal = (target - CHANCE) / (1 - CHANCE)
+        fit["samples"] = round(math.exp(mean_x + (math.log(goal / (1 - goal)) - mean_y) / slope))
+    return fit
+
+
+def extrapolation(curve: dict, target: float, gpu_samples_per_s: float = GPU_SAMPLES_PER_S) -> dict:
+    """`samples_to_reach` for ``curve``, with the hours it means at the run's own rate (samples seen
+    over training seconds of its last entry: 2 CPU cores for the kit's runs) and on one GPU."""
+    fit = samples_to_reach(curve["entries"], target)
+    last = curve["entries"][-1]
+    rate = last["samples_seen"] / last["train_seconds"]
+    hours = {"run_hours": rate, "gpu_hours": gpu_samples_per_s}
+    return {
+        **fit,
+        "run_samples_per_s": round(rate, 1),
+        **{
+            k: None if fit["samples"] is None else round(fit["samples"] / per_s / 3600, 2) for k, per_s in hours.items()
+        },
+    }
+
+
+def extrapolate_main(argv: list[str]) -> None:
+    """``extrapolate CURVE.json``: print `extrapolation` and store it in the file (key ``extrapolation``)."""
+    parser = cli.ArgumentParser(
+        prog="python -m tokenbridge.learning_curve extrapolate", description=extrapolate_main.__doc__
+    )
+    parser.add_argument("curve", type=cli.existing_file, help="a learning-curve JSON file")
+    parser.add_argument("--target", type=cli.number(float, CHANCE), default=0.9, help="class accuracy to reach")
+    parser.add_argument("--gpu-samples-per-s", type=cli.number(float, 1.0), default=GPU_SAMPLES_PER_S)
+    args = parser.parse_args(argv)
+    if args.target >= 1:
+        parser.error(f"argument --target: must be below 1, got {args.target:g}")
+    curve = cli.check(parser, "curve", lambda p: json.loads(p.read_text()), args.curve)
+    if not isinstance(curve, dict) or not curve.get("entries"):
+        parser.error(f"argument curve: {str(args.curve)!r} is not a learning-curve file with entries")
+    result = extrapolation(curve, args.target, args.gpu_samples_per_s)
+    write_json(args.curve, {**curve, "extrapolation": result}, indent=2)
+    print(json.dumps(result))
+
+
 def main(argv: list[str] | None = None) -> None:
     from tokenbridge.viz import plot_learning_curve
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
         return compare_main(argv[1:])
+    if argv[:1] == ["extrapolate"]:
+        return extrapolate_main(argv[1:])
 
     parser = cli.ArgumentParser(prog="python -m tokenbridge.learning_curve", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="generator run folder trained with --snapshot-every")
