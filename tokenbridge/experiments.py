@@ -295,16 +295,15 @@ def compare(rows: list[dict], name: str, sampling_order: str, metric: str = "fd_
     of the masks (the CE level itself moves with the draw, for both models alike)."""
     comparison = COMPARISONS[name]
     base, other = _row(rows, comparison.baseline, sampling_order), _row(rows, comparison.variant, sampling_order)
+    delta = other[metric] - base[metric]
     if metric == "heldout_ce":
-        redrawn = other["heldout_ce_reseeded"] - base["heldout_ce_reseeded"]
-        noise = abs(redrawn - (other[metric] - base[metric]))
+        noise = abs(other["heldout_ce_reseeded"] - base["heldout_ce_reseeded"] - delta)
     else:  # one re-measurement is itself a noisy estimate of the noise: the larger over the orders
         noise = max(
             yardstick(metric, r, _row(rows, r["variant"], r["sampler"]["order"], seed=r["samples"])[metric])
             for r in rows
             if r["variant"] == comparison.baseline and r["seed"] == 0
         )
-    delta = other[metric] - base[metric]
     paper_better = comparison.paper_fid[1] < comparison.paper_fid[0]  # the paper's variant is the better one
     variant_better = (delta < 0) == LOWER_IS_BETTER[metric]
     if metric == "heldout_ce" and base["quant_levels"] != other["quant_levels"]:
