@@ -42,6 +42,37 @@ def url():
     demo.close()
 
 
+IMAGE_DECODED = (
+    "() => { const i = document.querySelector('#edit-image img'); return i && i.complete && i.naturalWidth > 0 }"
+)
+
+
+def click_cell(page, row: int, col: int, expected: str, tries: int = 3) -> None:
+    """Click the middle of cell (row, col) of the Edit image and wait until the cells' text reads
+    ``expected`` and the image was redrawn. Gradio drops a click that arrives while the previous
+    click's event is still closing (its outputs may already show), so an unchanged text is clicked again;
+    a different text fails at once (the click hit the wrong cell)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the module skips without playwright
+
+    image, cells = page.locator("#edit-image img"), page.locator("#edit-region textarea")
+    for _ in range(tries):
+        page.wait_for_function(IMAGE_DECODED, timeout=30_000)  # laid out before its box is read
+        box, shown, before = image.bounding_box(), image.get_attribute("src"), cells.input_value()
+        image.click(position={"x": box["width"] * (col + 0.5) / 8, "y": box["height"] * (row + 0.5) / 8})
+        try:
+            page.wait_for_function(
+                "([text, shown]) => document.querySelector('#edit-region textarea').value === text "
+                "&& document.querySelector('#edit-image img').src !== shown",
+                arg=[expected, shown],
+                timeout=10_000,
+            )
+            return
+        except PlaywrightTimeout:
+            now = cells.input_value()
+            assert now == before, f"clicking cell {row},{col} gave the cells {now!r}, expected {expected!r}"
+    pytest.fail(f"{tries} clicks on cell {row},{col} left the cells at {before!r}", pytrace=False)
+
+
 def status(page) -> str:
     return page.locator("#gen-status").inner_text()
 
@@ -94,18 +125,9 @@ def test_edit_tab_select_cells_by_click_and_run_one_edit(url, tmp_path):
         page.get_by_text("no image loaded").first.wait_for(timeout=30_000)
         page.locator("#edit-load").click()
         page.locator("#edit-info").get_by_text("shapes sample 0 of 'star'").wait_for(timeout=60_000)
-        image, cells = page.locator("#edit-image img"), page.locator("#edit-region textarea")
+        cells = page.locator("#edit-region textarea")
         for row, col, text in [(2, 3, "2,3"), (2, 4, "2,3:5"), (3, 4, "2,3:5; 3,4"), (2, 3, "2:4,4")]:
-            box, shown = image.bounding_box(), image.get_attribute("src")  # click the middle of cell (row, col)
-            image.click(position={"x": box["width"] * (col + 0.5) / 8, "y": box["height"] * (row + 0.5) / 8})
-            # the cells' text and the redrawn image both arrived: the click's event is over (a click while
-            # one is still running is dropped)
-            page.wait_for_function(
-                "([text, shown]) => document.querySelector('#edit-region textarea').value === text "
-                "&& document.querySelector('#edit-image img').src !== shown",
-                arg=[text, shown],
-                timeout=30_000,
-            )
+            click_cell(page, row, col, text)
         page.locator("#edit-btn").click()
         page.locator("#edit-status").get_by_text("done").wait_for(timeout=120_000)
         assert "0 of 2 selected cells still masked" in page.locator("#edit-status").inner_text()
