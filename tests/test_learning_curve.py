@@ -86,6 +86,7 @@ def test_update_curve_measures_each_snapshot_once(snapshot_run, tiny_pipeline_fi
     assert [e["step"] for e in entries] == [2, 4] and [e["samples_seen"] for e in entries] == [8, 16]
     assert set(entries[0]) >= {"cfg_1", "cfg_2", "generative_accuracy", "value_precision", "train_seconds", "command"}
     assert 0 <= entries[0]["cfg_2"]["class_accuracy"] <= 1 and 0 <= entries[1]["generative_accuracy"] <= 1
+    assert entries[0]["cfg_2"]["sampler"]["cfg"] == 2.0 and entries[0]["cfg_1"]["sampler"]["order"] == "random"
     assert json.loads(out.read_text()) == curve
     again = update_curve(
         snapshot_run, tiny_pipeline_files["vae"], classifier_path, out, samples=10, cfg=2.0, heldout=10, device="cpu"

@@ -8,8 +8,9 @@
 The training loop writes the EMA weights every ``--snapshot-every`` steps to ``snapshots/`` in
 its run folder (`tokenbridge.training_loop.save_snapshot`). This module measures each snapshot:
 
-- the class accuracy of ``samples`` samples (classes balanced, fixed seeds, random order) at
-  CFG 1 and at the guided scale ``cfg``, and their FD-shapes against as many held-out images;
+- the class accuracy of ``samples`` samples (classes balanced, fixed seeds, random order, the
+  other sampler settings at their defaults, stored with them) at CFG 1 and at the guided scale
+  ``cfg``, and their FD-shapes against as many held-out images;
 - the generative-classification accuracy on held-out tokens: each image is given the label whose
   teacher-forced cross-entropy (a quarter of its tokens known, the same masks for every label and
   every snapshot) is lowest. It rises as soon as the model uses the label, long before samples
@@ -94,7 +95,8 @@ def measure_snapshot(
     entry = dict(checkpoints.read_header(path)["extra"]["snapshot"])
     for scale in dict.fromkeys((1.0, cfg)):
         metrics = generation_metrics(pipe, classifier, samples, order="random", cfg=scale)
-        entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in ("class_accuracy", "fd_shapes", "precision", "recall")}
+        keys = ("class_accuracy", "fd_shapes", "precision", "recall", "sampler")  # sampler: what it sampled with
+        entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in keys}
     entry["generative_accuracy"] = generative_accuracy(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
     entry["value_precision"] = value_precision(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
     entry["eval_seconds"] = round(time.time() - start, 1)
