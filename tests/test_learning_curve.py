@@ -146,7 +146,10 @@ def test_extrapolation_recovers_an_exact_logistic_curve_and_refuses_a_flat_one(t
         30_000 * 8 ** (1 / 1.5), rel=1e-3
     )
     flat = [dict(e, cfg_1={"class_accuracy": 0.3}) for e in entries]
-    assert samples_to_reach(flat, 0.9)["samples"] is None
+    assert samples_to_reach(flat, 0.9)["samples"] is None and "slope <= 0" in samples_to_reach(flat, 0.9)["reason"]
+    at_chance = [dict(e, cfg_1={"class_accuracy": 0.1}) for e in entries]
+    assert samples_to_reach(at_chance, 0.9)["reason"].startswith(f"0 of {len(entries)} entries")
+    assert fit["reason"] is None
     accuracies = [e["cfg_1"]["class_accuracy"] for e in entries]
     falling = [dict(e, cfg_1={"class_accuracy": a}) for e, a in zip(entries, reversed(accuracies))]
     assert samples_to_reach(falling, 0.9)["slope"] < 0 and samples_to_reach(falling, 0.9)["samples"] is None

@@ -197,11 +197,13 @@ def samples_to_reach(entries: list[dict], target: float, scale: str = "cfg_1") -
     """Samples seen at which the class accuracy (at ``scale``) reaches ``target``, extrapolated by
     a logistic fit in log-samples: logit((acc − chance) / (1 − chance)) = a + b·ln(samples), least
     squares over the entries strictly between chance and 1. The fit's ``slope`` b says how fast it
-    rises; ``samples`` is None when it does not rise (b ≤ 0) or fewer than two entries can be fit."""
+    rises; ``samples`` is None when it does not rise (b ≤ 0) or fewer than two entries can be fit,
+    and ``reason`` then says which."""
     points = [(math.log(e["samples_seen"]), (e[scale]["class_accuracy"] - CHANCE) / (1 - CHANCE)) for e in entries]
     points = [(x, math.log(y / (1 - y))) for x, y in points if 0 < y < 1]
-    fit = {"target": target, "scale": scale, "points": len(points), "slope": None, "samples": None}
+    fit = {"target": target, "scale": scale, "points": len(points), "slope": None, "samples": None, "reason": None}
     if len(points) < 2 or len({x for x, _ in points}) < 2:
+        fit["reason"] = f"{len(points)} of {len(entries)} entries lie strictly between chance and 1 (2 needed)"
         return fit
     mean_x, mean_y = (sum(v) / len(points) for v in zip(*points))
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
@@ -209,6 +211,8 @@ def samples_to_reach(entries: list[dict], target: float, scale: str = "cfg_1") -
     if slope > 0:
         goal = (target - CHANCE) / (1 - CHANCE)
         fit["samples"] = round(math.exp(mean_x + (math.log(goal / (1 - goal)) - mean_y) / slope))
+    else:
+        fit["reason"] = "the fit does not rise with samples seen (slope <= 0)"
     return fit
 
 
