@@ -168,7 +168,7 @@ def export_tiny_variants(tmp_path: Path) -> Path:
     return assets
 
 
-def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path):
+def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_path, capsys):
     assets = export_tiny_variants(tmp_path)
     out = tmp_path / "ablations.json"
     with warnings.catch_warnings():
@@ -189,6 +189,8 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
             ]
         )
     result = json.loads(out.read_text())
+    progress = [line for line in capsys.readouterr().out.splitlines() if "class accuracy" in line]
+    assert progress[1].startswith("baseline, random order, seeds 10-19: class accuracy") and len(progress) == 6
     rows = [(r["variant"], r["seed"], r["sampler"]["order"]) for r in result["rows"]]
     assert rows == [
         ("baseline", 0, "random"),

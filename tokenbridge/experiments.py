@@ -192,7 +192,8 @@ def evaluate_ablations(
 ) -> dict:
     """Sample metrics with bootstrap intervals of every exported variant (seeds 0…count-1; the
     baseline also on seeds count…2·count-1), its held-out CE on two draws of the training masks,
-    and per comparison the verdicts on samples (`sample_verdicts`) and on the held-out CE."""
+    and per comparison the verdicts on samples (`sample_verdicts`) and on the held-out CE. Prints a
+    line per measured sample set, since a full evaluation takes minutes per model."""
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
     fingerprints = FINGERPRINTS if fingerprints is None else fingerprints
     rows, outputs = [], {}
@@ -218,6 +219,11 @@ def evaluate_ablations(
                     fingerprints=sample_fingerprints(pipe, classifier, fingerprints, seed, order=sampling_order),
                 )
                 rows.append(row)
+                print(
+                    f"{name}, {sampling_order} order, seeds {seed}-{seed + count - 1}: class accuracy "
+                    f"{row['class_accuracy']:.1%}, FD-shapes {row['fd_shapes']:.2f} ({row['seconds']:.0f} s)",
+                    flush=True,
+                )
                 if seed == 0:
                     outputs[name, sampling_order] = sampled
     verdicts = {
