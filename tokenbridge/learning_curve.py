@@ -43,6 +43,8 @@ from tokenbridge.pipeline import Pipeline, load_generator
 
 KNOWN_FRACTION = 0.25
 """Fraction of tokens known when classifying by likelihood (training sees 0 to 30 % known)."""
+SAMPLE_COLUMNS = ("class_accuracy", "fd_shapes", "precision", "recall", "sampler")
+"""What an entry keeps of `generation_metrics` per CFG scale (``sampler``: the settings it sampled with)."""
 VALUE_COLUMNS = ("median_value_error", "median_p_true")
 """The value-precision measures `comparison_table` shows."""
 MASKS_PER_IMAGE = 2
@@ -95,8 +97,7 @@ def measure_snapshot(
     entry = dict(checkpoints.read_header(path)["extra"]["snapshot"])
     for scale in dict.fromkeys((1.0, cfg)):
         metrics = generation_metrics(pipe, classifier, samples, order="random", cfg=scale)
-        keys = ("class_accuracy", "fd_shapes", "precision", "recall", "sampler")  # sampler: what it sampled with
-        entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in keys}
+        entry[f"cfg_{scale:g}"] = {k: metrics[k] for k in SAMPLE_COLUMNS}
     entry["generative_accuracy"] = generative_accuracy(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
     entry["value_precision"] = value_precision(pipe.generator, tokens.to(pipe.device), labels.to(pipe.device))
     entry["eval_seconds"] = round(time.time() - start, 1)
@@ -203,7 +204,8 @@ def samples_to_reach(entries: list[dict], target: float, scale: str = "cfg_1") -
     points = [(x, math.log(y / (1 - y))) for x, y in points if 0 < y < 1]
     fit = {"target": target, "scale": scale, "points": len(points), "slope": None, "samples": None, "reason": None}
     if len(points) < 2 or len({x for x, _ in points}) < 2:
-        fit["reason"] = f"{len(points)} of {len(entries)} entries lie strictly between chance and 1 (2 needed)"
+        needed = "2 at different samples seen needed"
+        fit["reason"] = f"{len(points)} of {len(entries)} entries lie strictly between chance and 1 ({needed})"
         return fit
     mean_x, mean_y = (sum(v) / len(points) for v in zip(*points))
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
