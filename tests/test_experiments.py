@@ -165,6 +165,7 @@ def export_tiny_variants(tmp_path: Path) -> Path:
         checkpoints.save_model(
             generator, assets / f"{name}.safetensors", "generator", generator.config.to_dict(), extra=extra
         )
+    (assets / "baseline.json").write_text(json.dumps({"command": "python -m tokenbridge.train generator --steps 1"}))
     return assets
 
 
@@ -214,6 +215,11 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
     assert head == "channel head: autoregressive vs parallel" and len(verdict["samples"]) == 2 * 4
     assert verdict["verdict_samples"] in {"holds", "reversed", "mixed", "undecided"}
     assert verdict["heldout_ce"]["metric"] == "heldout_ce" and result["resamples"] == experiments.RESAMPLES
+    # the commands behind the verdict: the baseline's sidecar records its training, the variant has none
+    assert verdict["commands"] == {
+        "train": {"baseline": "python -m tokenbridge.train generator --steps 1", "parallel_head": None},
+        "evaluate": result["command"],
+    }
     pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
     # stored values (CPU, seed 0 models, SAMPLER_DEFAULTS but the order): the exported row, and the same again
     # from sample_fingerprints

@@ -21,6 +21,7 @@ regenerate them and check the file.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import subprocess
@@ -189,11 +190,13 @@ def evaluate_ablations(
     sampling_orders: tuple[str, ...] = tuple(ORDERS),
     fingerprints: int | None = None,
     resamples: int = RESAMPLES,
+    command: str | None = None,
 ) -> dict:
     """Sample metrics with bootstrap intervals of every exported variant (seeds 0…count-1; the
     baseline also on seeds count…2·count-1), its held-out CE on two draws of the training masks,
-    and per comparison the verdicts on samples (`sample_verdicts`) and on the held-out CE. Prints a
-    line per measured sample set, since a full evaluation takes minutes per model."""
+    and per comparison the verdicts on samples (`sample_verdicts`), on the held-out CE, and the
+    commands that made them (`comparison_commands`; ``command``: this evaluation's). Prints a line
+    per measured sample set, since a full evaluation takes minutes per model."""
     classifier = checkpoints.load_model(classifier_path, kind="classifier")
     fingerprints = FINGERPRINTS if fingerprints is None else fingerprints
     rows, outputs = [], {}
@@ -230,6 +233,7 @@ def evaluate_ablations(
         name: {
             **sample_verdicts(outputs, comparison, sampling_orders, resamples),
             "heldout_ce": compare(rows, name, sampling_orders[0], "heldout_ce"),
+            "commands": comparison_commands(assets, comparison, command),
         }
         for name, comparison in COMPARISONS.items()
         if all((v, sampling_orders[0]) in outputs for v in (comparison.baseline, comparison.variant))
@@ -241,6 +245,16 @@ def evaluate_ablations(
         "rows": rows,
         "verdicts": verdicts,
     }
+
+
+def comparison_commands(assets: Path, comparison: Comparison, evaluate: str | None) -> dict:
+    """What reproduces a comparison: the training command of both models, as their exports'
+    sidecars (``<name>.json``) record it (None where an export has no sidecar), and ``evaluate``."""
+    train = {}
+    for name in (comparison.baseline, comparison.variant):
+        sidecar = assets / f"{name}.json"
+        train[name] = json.loads(sidecar.read_text()).get("command") if sidecar.exists() else None
+    return {"train": train, "evaluate": evaluate}
 
 
 VERDICT_METRICS = ("class_accuracy", "fd_shapes")
@@ -461,8 +475,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             write_json(args.json, result, indent=2)
         return
-    result = evaluate_ablations(Path(args.assets), args.classifier, args.vae, args.n)
-    result["command"] = "python -m tokenbridge.experiments " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tokenbridge.experiments " + shlex.join(sys.argv[1:] if argv is None else argv)
+    result = evaluate_ablations(Path(args.assets), args.classifier, args.vae, args.n, command=command)
+    result["command"] = command
     write_json(args.out, result, indent=2)
     print(f"wrote {args.out} ({len(result['rows'])} rows)")
 
