@@ -40,7 +40,7 @@ def shapes_image(pipeline: Pipeline, class_name: str, number: int) -> torch.Tens
     if class_name not in CLASS_NAMES:
         raise ValueError(f"unknown shape {class_name!r}; valid: {', '.join(CLASS_NAMES)}")
     if not 0 <= number < SHAPES_PER_CLASS:
-        raise ValueError(f"shapes sample number must be in 0..{SHAPES_PER_CLASS - 1}, got {number}")
+        raise ValueError(f"sample number must be in 0..{SHAPES_PER_CLASS - 1}, got {number}")
     index = CLASS_NAMES.index(class_name) + len(CLASS_NAMES) * number
     return ShapesDataset(1, seed=HELDOUT_SEED, offset=index, size=pipeline.image_size, kind=pipeline.dataset)[0][0]
 
@@ -64,11 +64,19 @@ def uploaded_image(pipeline: Pipeline, path: str | os.PathLike | None) -> torch.
 
 
 def picked_image(pipeline: Pipeline, source: str, shape: str, sample, upload) -> torch.Tensor:
-    """The image a tab's picker names, ``[3, H, W]``: held-out shapes sample ``sample`` of ``shape``
-    for ``source`` "shapes sample", else the upload (``sample`` is checked: it comes from the client)."""
-    if source == "shapes sample":
+    """The image a tab's picker names, ``[3, H, W]``: held-out image ``sample`` of ``shape`` for
+    ``source`` "held-out image", else the upload (``sample`` is checked: it comes from the client)."""
+    if source == "held-out image":
         return shapes_image(pipeline, shape, integer("sample number", sample, 0, SHAPES_PER_CLASS - 1))
     return uploaded_image(pipeline, upload)
+
+
+def picked_name(pipeline: Pipeline, source: str, shape: str, sample) -> str:
+    """How the info text names the picked image: the held-out image with its dataset, class and
+    number (e.g. "held-out icons image 2 of 'star'"), else the source itself ("uploaded image")."""
+    if source == "held-out image":
+        return f"held-out {pipeline.dataset} image {int(sample)} of {shape!r}"
+    return source
 
 
 def latent_order(pipeline: Pipeline) -> tuple[int, ...]:
@@ -188,7 +196,7 @@ def uses_embedded_vae(pipeline: Pipeline) -> bool:
 def photo_note(pipeline: Pipeline, source: str, psnr_continuous: float) -> str:
     """What the Quantizer tab says beside the result of a non-shapes image ("uploaded image") on
     the embedded VAE: it reconstructs photos blurrily, hiding the quantizer's effect; "" otherwise."""
-    if source == "shapes sample" or not uses_embedded_vae(pipeline):
+    if source == "held-out image" or not uses_embedded_vae(pipeline):
         return ""
     return (
         f"**Note:** the embedded VAE was trained on the shapes data only, so a photo reconstructs "

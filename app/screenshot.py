@@ -93,7 +93,7 @@ def generate(
 def edit(
     page, region: str = "2:6,2:6", order: str = "confidence", class_name: str | None = None, timeout_s: float = 300
 ) -> None:
-    """Open the Edit tab, Load its image (a shapes sample by default), type the cells ``region``,
+    """Open the Edit tab, Load its image (a held-out image by default), type the cells ``region``,
     pick the order (and class), press Edit and wait for before / after."""
     page.get_by_role("tab", name="Edit").click()
     page.locator("#edit-load").click()
@@ -122,7 +122,7 @@ def save_screenshot(
     path: str | os.PathLike, url: str | None = None, order: str = "confidence", batch: int = 8, tab: str = "generate"
 ) -> Path:
     """Full-page screenshot after a full run, written to ``path`` (PNG): of the Generate tab, or
-    with ``tab="edit"`` of the Edit tab after re-sampling the centre 4×4 cells of a shapes sample.
+    with ``tab="edit"`` of the Edit tab after re-sampling the centre 4×4 cells of a held-out image.
 
     Without ``url`` the embedded app is served here first (needs the shipped weights).
     """

@@ -21,7 +21,7 @@ from tokenbridge import pictures
 from tokenbridge.sampling import KNOBS, SamplerSettings
 from tokenbridge.shapes import CLASS_NAMES
 
-SOURCES = ("shapes sample", "uploaded image", "generated image")
+SOURCES = ("held-out image", "uploaded image", "generated image")
 STATE_TTL_S = 3600
 """Seconds a session's `gr.State` is kept after its last use."""
 MIN_SHOWN = 256
@@ -82,10 +82,10 @@ def enlarge(image_HW3: np.ndarray) -> np.ndarray:
 
 def image_picker(sources=SOURCES, shape: str = CLASS_NAMES[3], elem_id: str | None = None) -> SimpleNamespace:
     """The controls naming an image: ``source`` (one of ``sources``), ``shape`` and ``sample`` (a
-    held-out shapes sample), ``upload`` (elem_id ``<elem_id>-upload``), and ``generated`` (an image of
-    the last run) when offered; only the chosen source's controls are shown."""
+    held-out image of the generator's dataset), ``upload`` (elem_id ``<elem_id>-upload``), and
+    ``generated`` (an image of the last run) when offered; only the chosen source's controls are shown."""
     ui = SimpleNamespace()
-    ui.source = gr.Radio(list(sources), value="shapes sample", label="image source", elem_id=elem_id)
+    ui.source = gr.Radio(list(sources), value="held-out image", label="image source", elem_id=elem_id)
     ui.shape = gr.Dropdown(list(CLASS_NAMES), value=shape, label="shape")
     ui.sample = gr.Number(0, label="sample number", precision=0, minimum=0, maximum=analysis.SHAPES_PER_CLASS - 1)
     ui.upload = gr.File(
@@ -95,7 +95,7 @@ def image_picker(sources=SOURCES, shape: str = CLASS_NAMES[3], elem_id: str | No
         visible=False,
         elem_id=elem_id and f"{elem_id}-upload",
     )
-    controls = {"shapes sample": [ui.shape, ui.sample], "uploaded image": [ui.upload]}
+    controls = {"held-out image": [ui.shape, ui.sample], "uploaded image": [ui.upload]}
     if "generated image" in sources:
         ui.generated = gr.Number(
             1, label="generated image number (last run)", precision=0, minimum=1, maximum=MAX_BATCH, visible=False

@@ -227,7 +227,7 @@ def test_run_drops_old_previews_beyond_the_budget_and_decodes_them_again(pipelin
 
 
 def test_channels_of_a_shapes_sample(client, pipeline):
-    out = client.predict("shapes sample", "star", 2, None, 1, api_name="/channels")
+    out = client.predict("held-out image", "star", 2, None, 1, api_name="/channels")
     strip = gallery_images(out[3])
     assert len(strip) == 16 and strip[0].shape == (64, 64, 3)
     assert [item["caption"] for item in out[3]][:2] == ["1: c0", "2: c1"]
@@ -248,13 +248,13 @@ def test_channels_tab_opens_with_the_default_shapes_sample(pipeline):
     loads = [f for f in on_open if any(getattr(o, "elem_id", None) == "channels-image" for o in f.outputs)]
     assert len(loads) == 1, "one load event shows the Channels image"
     inputs = [block.value for block in loads[0].inputs]
-    assert inputs[:3] == ["shapes sample", CLASS_NAMES[3], 0]  # the tab's own defaults
+    assert inputs[:3] == ["held-out image", CLASS_NAMES[3], 0]  # the tab's own defaults
     out = loads[0].fn(*inputs)
     from tokenbridge.shapes import HELDOUT_SEED, ShapesDataset
 
-    image = ShapesDataset(1, seed=HELDOUT_SEED, offset=3)[0][0]  # shapes sample 0 of class 3
+    image = ShapesDataset(1, seed=HELDOUT_SEED, offset=3)[0][0]  # held-out image 0 of class 3
     assert np.array_equal(out[-1].image, to_uint8_image(image)) and out[0].shape == (256, 256, 3)
-    assert f"held-out shapes sample 0 of class {CLASS_NAMES[3]!r}" in out[2] and len(out[3]) == 16
+    assert f"held-out shapes image 0 of {CLASS_NAMES[3]!r}" in out[2] and len(out[3]) == 16
     demo.close()
 
 
@@ -271,7 +271,7 @@ def test_channels_of_a_generated_image_show_the_sampling_distributions(client):
     assert not np.array_equal(array(other[0]["y"]), array(bars[0]["y"])), "another position, another distribution"
 
 
-def quantize(client, levels, assign="nearest", calibration="fixed", source="shapes sample", upload=None):
+def quantize(client, levels, assign="nearest", calibration="fixed", source="held-out image", upload=None):
     return client.predict(source, "circle", 1, upload, levels, assign, calibration, "c3", api_name="/quantize")
 
 
@@ -323,7 +323,7 @@ def test_upload_any_mode_and_orientation(client, tmp_path):
 EDIT = ["2:6,2:6", "heart", "confidence", 0, 4, 3.0, 4, True]
 
 
-def edit_load(client, source="shapes sample", shape="star", number=2, generated=1, region="2:6,2:6"):
+def edit_load(client, source="held-out image", shape="star", number=2, generated=1, region="2:6,2:6"):
     return client.predict(source, shape, number, None, generated, region, api_name="/edit_load")
 
 
@@ -363,7 +363,7 @@ def test_edit_streams_the_region_and_ends_with_the_pipelines_edit(client, pipeli
     from app import analysis
 
     shown = edit_load(client)
-    assert png(shown[0]).shape == (256, 256, 3) and "shapes sample 2 of 'star'" in shown[1]
+    assert png(shown[0]).shape == (256, 256, 3) and "held-out shapes image 2 of 'star'" in shown[1]
     job = client.submit(*EDIT, api_name="/edit")
     final = job.result(timeout=300)
     outputs = job.outputs()
@@ -458,18 +458,18 @@ BAD = [
         lambda f: ["generated image", "star", 0, None, 1],
         "no finished generation",
     ),
-    ("unknown shape", "/channels", lambda f: ["shapes sample", "dragon", 0, None, 1], "dragon"),
+    ("unknown shape", "/channels", lambda f: ["held-out image", "dragon", 0, None, 1], "dragon"),
     (
         "shapes number too large",
         "/quantize",
-        lambda f: ["shapes sample", "circle", 10**6, None, 64, "nearest", "fixed", "c0"],
+        lambda f: ["held-out image", "circle", 10**6, None, 64, "nearest", "fixed", "c0"],
         "999",
     ),
-    ("levels 3", "/quantize", lambda f: ["shapes sample", "circle", 0, None, 3, "nearest", "fixed", "c0"], "3"),
+    ("levels 3", "/quantize", lambda f: ["held-out image", "circle", 0, None, 3, "nearest", "fixed", "c0"], "3"),
     (
         "unknown channel",
         "/quantize",
-        lambda f: ["shapes sample", "circle", 0, None, 64, "nearest", "fixed", "c99"],
+        lambda f: ["held-out image", "circle", 0, None, 64, "nearest", "fixed", "c99"],
         "c99",
     ),
     (
@@ -541,8 +541,8 @@ SAID = [  # the Edit tab's image and cell controls: a message in its info line, 
         ["generated image", "star", 0, None, 1, ""],
         "no finished generation",
     ),
-    ("cells off the grid", "/edit_load", ["shapes sample", "star", 0, None, 1, "9:12,1"], "leaves the 8×8 token grid"),
-    ("unreadable cells", "/edit_load", ["shapes sample", "star", 0, None, 1, "2-6"], "ROWS,COLUMNS"),
+    ("cells off the grid", "/edit_load", ["held-out image", "star", 0, None, 1, "9:12,1"], "leaves the 8×8 token grid"),
+    ("unreadable cells", "/edit_load", ["held-out image", "star", 0, None, 1, "2-6"], "ROWS,COLUMNS"),
     ("result before editing", "/edit_result", [""], "nothing edited yet"),
     ("no upload", "/edit_load", ["uploaded image", "star", 0, None, 1, ""], "upload an image first"),
 ]
@@ -582,6 +582,13 @@ def test_four_clients_generating_at_once_get_their_own_images(server, pipeline):
     assert_same_images(images[2], expected_images(pipeline, 0, 11, 1, **{**SAMPLER, "num_steps": 3})[0])
 
 
+def test_the_picked_image_is_named_by_the_dataset_the_generator_learnt(pipeline):
+    icons = Pipeline(pipeline.vae, pipeline.generator, classes=CLASS_NAMES, device="cpu", dataset="icons")
+    assert analysis.picked_name(icons, "held-out image", "star", 2.0) == "held-out icons image 2 of 'star'"
+    assert analysis.picked_name(pipeline, "held-out image", "ring", 0) == "held-out shapes image 0 of 'ring'"
+    assert analysis.picked_name(icons, "uploaded image", "star", 2) == "uploaded image"
+
+
 def test_photo_note_only_for_a_non_shapes_image_on_the_embedded_vae(pipeline, tmp_path):
     embedded = Pipeline(pipeline.vae, device="cpu", source={"vae": str(EMBEDDED["vae"])})
     note = analysis.photo_note(embedded, "uploaded image", 15.734)
@@ -594,7 +601,7 @@ def test_photo_note_only_for_a_non_shapes_image_on_the_embedded_vae(pipeline, tm
         "`python app/main.py --vae kl16.ckpt`",
     ):
         assert part in note, part
-    assert analysis.photo_note(embedded, "shapes sample", 15.7) == ""  # what it was trained on
+    assert analysis.photo_note(embedded, "held-out image", 15.7) == ""  # what it was trained on
     other = Pipeline(pipeline.vae, device="cpu", source={"vae": str(tmp_path / "vae.safetensors")})
     assert not analysis.uses_embedded_vae(other) and analysis.photo_note(other, "uploaded image", 15.7) == ""
     assert analysis.photo_note(pipeline, "uploaded image", 15.7) == ""  # built in code: no source
@@ -606,7 +613,7 @@ def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generat
     url = launch(demo)
     try:
         client = gradio_client.Client(url, verbose=False)
-        out = client.predict("shapes sample", "ring", 0, None, 16, "interval", "fixed", "c0", api_name="/quantize")
+        out = client.predict("held-out image", "ring", 0, None, 16, "interval", "fixed", "c0", api_name="/quantize")
         assert len(psnrs(out[3])) == 3 and out[7] == ""
         photo = tmp_path / "photo.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(photo)
@@ -622,7 +629,7 @@ def test_a_vae_only_pipeline_serves_the_quantizer_and_says_why_it_cannot_generat
             api_name="/quantize",
         )
         assert f"{psnrs(out[3])[0]:.2f} dB PSNR" in out[7] and "--vae kl16.ckpt" in out[7]
-        said = client.predict("shapes sample", "star", 0, None, 1, "2:6,2:6", api_name="/edit_load")[1]
+        said = client.predict("held-out image", "star", 0, None, 1, "2:6,2:6", api_name="/edit_load")[1]
         assert said.startswith("⚠ this pipeline has no generator"), said
         with pytest.raises(AppError, match="no generator"):
             client.predict(

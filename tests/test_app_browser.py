@@ -124,7 +124,7 @@ def test_edit_tab_select_cells_by_click_and_run_one_edit(url, tmp_path):
         page.locator("#edit-btn").click()  # nothing loaded yet: a clear message, the page keeps working
         page.get_by_text("no image loaded").first.wait_for(timeout=30_000)
         page.locator("#edit-load").click()
-        page.locator("#edit-info").get_by_text("shapes sample 0 of 'star'").wait_for(timeout=60_000)
+        page.locator("#edit-info").get_by_text("held-out shapes image 0 of 'star'").wait_for(timeout=60_000)
         cells = page.locator("#edit-region textarea")
         for row, col, text in [(2, 3, "2,3"), (2, 4, "2,3:5"), (3, 4, "2,3:5; 3,4"), (2, 3, "2:4,4")]:
             click_cell(page, row, col, text)
@@ -149,13 +149,13 @@ def test_edit_tab_keeps_its_image_and_says_why_on_an_early_load_or_a_bad_region(
     with screenshot.browser_page(url) as (page, _):
         page.get_by_role("tab", name="Edit").click()
         source, info, image = page.locator("#edit-source"), page.locator("#edit-info"), page.locator("#edit-image img")
-        assert not page.locator("#edit-source-upload").is_visible(), "no upload box for a shapes sample"
+        assert not page.locator("#edit-source-upload").is_visible(), "no upload box for a held-out image"
         source.get_by_text("uploaded image", exact=True).click()
         page.locator("#edit-source-upload").wait_for(state="visible", timeout=30_000)
-        source.get_by_text("shapes sample", exact=True).click()
+        source.get_by_text("held-out image", exact=True).click()
         page.locator("#edit-source-upload").wait_for(state="hidden", timeout=30_000)
         page.locator("#edit-load").click()
-        info.get_by_text("shapes sample 0 of 'star'").wait_for(timeout=60_000)
+        info.get_by_text("held-out shapes image 0 of 'star'").wait_for(timeout=60_000)
         loaded = image.get_attribute("src")
         source.get_by_text("generated image", exact=True).click()
         page.locator("#edit-load").click()  # nothing generated in this session yet

@@ -1,6 +1,6 @@
 """The Channels tab: what each latent channel adds, in the order the generator samples them.
 
-Pick an image (held-out shapes sample, upload, or an image of the last Generate run) and press
+Pick an image (held-out image of the generator's dataset, upload, or an image of the last Generate run) and press
 Load: decodes with the first k channels kept, the channels as heatmaps, their low-frequency
 ratios beside the calibration batch's, and, for a generated image, the channel head's
 distributions at the position clicked. Endpoints ``/channels`` and ``/position``; the page's
@@ -63,7 +63,7 @@ class Handlers:
                 probs,
             )
         image = analysis.picked_image(self.pipeline, source, shape, number, upload)
-        name = f"held-out shapes sample {int(number)} of class {shape!r}" if source == "shapes sample" else source
+        name = analysis.picked_name(self.pipeline, source, shape, number)
         return self._encoded(name, image)
 
     def _encoded(self, source: str, image: torch.Tensor) -> ChannelImage:
@@ -174,7 +174,7 @@ def build(demo: gr.Blocks, pipeline: Pipeline, calibration: analysis.Calibration
     picked = [picker.source, picker.shape, picker.sample, picker.upload, picker.generated, session]
     shown = [ui.image, ui.dist, ui.info, ui.strip, ui.heatmaps, ui.lowfreq, ui.row, ui.col, current]
     load.click(user_errors(h.load), picked, shown, api_name="channels")
-    demo.load(user_errors(h.load), picked, shown, api_name=False)  # open with the default shapes sample shown
+    demo.load(user_errors(h.load), picked, shown, api_name=False)  # open with the default held-out image shown
     show_position = user_errors(h.show_position)
     ui.row.input(
         show_position, [ui.row, ui.col, current], [ui.image, ui.dist], api_name="position", trigger_mode="always_last"

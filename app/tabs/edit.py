@@ -1,6 +1,6 @@
 """The Edit tab: re-sample a region of an image's tokens, the other tokens kept as known context.
 
-Pick an image (held-out shapes sample, upload, or an image of the last Generate run) and press
+Pick an image (held-out image of the generator's dataset, upload, or an image of the last Generate run) and press
 Load; select token-grid cells by clicking the image (a click toggles a cell) or by typing them
 (``ROWS,COLUMNS`` half-open ranges as in ``python -m tokenbridge edit --region``, several joined
 by ``;``, e.g. ``2:6,2:6; 0,7``); pick a class, order and seed; "Edit" streams the region's steps
@@ -139,7 +139,7 @@ class Handlers:
                 run.tokens[k - 1].clone(),
             )
         image = analysis.picked_image(self.pipeline, source, shape, sample, upload)
-        name = f"shapes sample {int(sample)} of {shape!r}" if source == "shapes sample" else source
+        name = analysis.picked_name(self.pipeline, source, shape, sample)
         return EditImage(name, to_uint8_image(image), self.pipeline.encode_tokens(image[None])[0].long())
 
     def load(self, source, shape, sample, upload, generated, region, session):

@@ -16,7 +16,7 @@ from tokenbridge.quantizer import ASSIGN_RULES, CALIBRATIONS
 from tokenbridge.shapes import CLASS_NAMES
 
 LEVELS_RANGE = (4, 256)
-IMAGE_SOURCES = SOURCES[:2]  # a shapes sample or an upload (no generated image)
+IMAGE_SOURCES = SOURCES[:2]  # a held-out image or an upload (no generated image)
 
 
 def metrics_text(r: analysis.QuantizerReport, levels: int, assign: str, calibration_kind: str) -> str:
