@@ -7,7 +7,8 @@ import pytest
 
 from tokenbridge import checkpoints, evaluate
 from tokenbridge.classifier import ClassifierConfig, ShapesClassifier
-from tokenbridge.evaluation import fingerprints_match, sample_fingerprints
+from tokenbridge.evaluation import fingerprints_match, sample_fingerprints, tokenizer_ceiling
+from tokenbridge.pipeline import ASSETS, Pipeline
 
 STORED_TOKEN_SUMS = [
     [31738, 31115, 32140, 32315, 32715, 31356, 32395, 33173],  # CFG 1
@@ -50,8 +51,11 @@ def test_generation_cli_stores_regenerable_fingerprints_per_setting(
                 str(out),
             ]
         )
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
     assert [r["sampler"]["cfg"] for r in rows] == [1.0, 4.0]
+    ceiling = result["tokenizer_ceiling"]
+    assert ceiling["images"] == ceiling["offset"] == 10 and set(rows[0]) >= set(ceiling) - {"images", "offset"}
     # stored values (CPU, these seeds; the random classifier answers 1 to all): the CLI's fingerprints, and
     # the same again from sample_fingerprints
     expected = [
@@ -71,3 +75,17 @@ def test_fingerprints_match_allows_a_few_flipped_samples_not_other_settings():
     assert not fingerprints_match(one_flipped, cfg1, flips=0)
     with pytest.raises(ValueError, match="7 live fingerprints against 8 stored"):
         fingerprints_match(cfg1[:7], cfg1)
+
+
+def test_tokenizer_ceiling_of_the_embedded_pair_keeps_the_class_and_stays_near_the_reals():
+    """The embedded tokenizer keeps every icon's class (100 % measured at B = 64, `assets/vae_icons.json`),
+    so its reconstructions, labelled as their own held-out images, are classified right; labels off by
+    one image would put accuracy near chance. Their FD-shapes to the reference lies far below the
+    shipped samples' (1.72 at 500) and above two real sets' (0.01 at 500)."""
+    pipe = Pipeline.load("embedded", device="cpu")
+    classifier = checkpoints.load_model(ASSETS / "classifier.safetensors", kind="classifier")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FD from 100 samples warns, rightly
+        ceiling = tokenizer_ceiling(pipe, classifier, 100)
+    assert ceiling["class_accuracy"] >= 0.97
+    assert 0.02 < ceiling["fd_shapes"] < 1.0 and ceiling["precision"] > 0.1 and ceiling["recall"] > 0.5

@@ -8,7 +8,8 @@ Held-out shapes images (``HELDOUT_SEED``) are encoded once by the VAE (posterior
 then decoded continuously and after quantizing with every requested setting. Each row reports
 PSNR (dB, mean over images), FD-shapes of the reconstructions against the originals, and the
 latent round-trip MSE. A second, disjoint held-out set gives FD-shapes between two real sets of
-the same size: the noise floor of the metric at this sample count.
+the same size: the noise floor of the metric at this sample count. ``generation`` also measures
+the tokenizer's reconstructions like samples (``tokenizer_ceiling``): the best a generator can score.
 
 The measurements live in `tokenbridge.evaluation`, `tokenbridge.foreground` and
 `tokenbridge.statistics`; this module parses arguments, runs them and writes the JSON.
@@ -36,6 +37,7 @@ from tokenbridge.evaluation import (
     sample_fingerprints,
     settings_grid,
     shapes_images,
+    tokenizer_ceiling,
 )
 from tokenbridge.files import write_json
 from tokenbridge.foreground import (
@@ -108,6 +110,7 @@ def _generation(args) -> dict:
         "generator": args.generator,
         "classifier": args.classifier,
         "dataset": pipe.dataset,
+        "tokenizer_ceiling": tokenizer_ceiling(pipe, classifier, args.n),
         "rows": rows,
     }
 
@@ -279,6 +282,8 @@ def main(argv=None) -> None:
     write_json(path, result)
     for row in result["rows"]:
         print(generation_line(result["dataset"], row) if args.what == "generation" else row)
+    if args.what == "generation":
+        print(ceiling_line(result["tokenizer_ceiling"]))
     print(f"wrote {path}")
 
 
@@ -290,6 +295,15 @@ def generation_line(dataset: str, row: dict) -> str:
         f"temperature {sampler['temperature']:g}: class accuracy {row['class_accuracy']:.1%}, FD-shapes "
         f"{row['fd_shapes']:.2f}, precision {row['precision']:.2f}, recall {row['recall']:.2f} "
         f"(against held-out {dataset}, the generator's training dataset)"
+    )
+
+
+def ceiling_line(ceiling: dict) -> str:
+    """`tokenizer_ceiling` for the terminal: the scores a generator of perfect tokens would reach."""
+    return (
+        f"tokenizer ceiling ({ceiling['images']} reconstructions of held-out images): class accuracy "
+        f"{ceiling['class_accuracy']:.1%}, FD-shapes {ceiling['fd_shapes']:.2f}, precision {ceiling['precision']:.2f}, "
+        f"recall {ceiling['recall']:.2f}"
     )
 
 

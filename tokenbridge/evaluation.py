@@ -8,7 +8,8 @@ Held-out shapes images (`tokenbridge.shapes.HELDOUT_SEED`) are the reference set
 rows report PSNR (dB, mean over images), FD-shapes of the reconstructions against the originals
 and the latent round-trip MSE; generation rows report class accuracy, FD-shapes and k-NN
 precision/recall against as many real images as samples. `real_noise_floor` gives FD-shapes
-between two real sets of one size: the noise floor of the metric at that sample count.
+between two real sets of one size: the noise floor of the metric at that sample count;
+`tokenizer_ceiling` the best a generator of tokens can score (the tokenizer's reconstructions).
 The command line over these is `tokenbridge.evaluate`.
 """
 
@@ -164,11 +165,30 @@ def sample_outputs(pipe, classifier, count: int, seed: int = 0, batch_size: int 
     images = torch.cat(
         [pipe.generate(labels[i : i + batch_size], seed=seed + i, **sampler) for i in range(0, count, batch_size)]
     )
+    return _against_reals(pipe, classifier, images, labels)
+
+
+def _against_reals(pipe, classifier, images: torch.Tensor, labels: torch.Tensor) -> SampleOutputs:
+    """`SampleOutputs` of ``images`` ``[N, 3, H, W]`` meant as classes ``labels`` ``[N]``, beside the
+    first N held-out real images of `Pipeline.dataset` (the reference every generation row uses)."""
     feats, predicted = classifier_outputs(classifier, images.split(250), pipe.device)
     warn_if_few(*feats.shape)
-    real = shapes_images(count, 0, pipe.image_size, kind=pipe.dataset)
+    real = shapes_images(len(images), 0, pipe.image_size, kind=pipe.dataset)
     real_feats, _ = classifier_outputs(classifier, real.split(250), pipe.device)
     return SampleOutputs(feats, real_feats, predicted == labels.to(predicted.device))
+
+
+@torch.no_grad()
+def tokenizer_ceiling(pipe, classifier, count: int, batch_size: int = 50) -> dict:
+    """What samples would score if the generator drew the tokens of real images: `summary_metrics`
+    of the tokenizer's quantized reconstructions (`Pipeline.reconstruct`) of ``count`` held-out
+    images disjoint from the reference (indices count…2·count-1), against the reference of every
+    generation row. The tokenizer's blur alone moves FD-shapes and precision, so a sample row is
+    read against this one, not against the real images' perfect scores."""
+    images = shapes_images(count, count, pipe.image_size, kind=pipe.dataset)
+    recon = torch.cat([pipe.reconstruct(batch) for batch in images.split(batch_size)])
+    labels = (count + torch.arange(count)) % len(ShapesDataset.classes)
+    return {"images": count, "offset": count, **summary_metrics(_against_reals(pipe, classifier, recon, labels))}
 
 
 def summary_metrics(outputs: SampleOutputs) -> dict[str, float]:
