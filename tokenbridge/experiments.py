@@ -229,7 +229,21 @@ def evaluate_ablations(
                 )
                 if seed == 0:
                     outputs[name, sampling_order] = sampled
-    verdicts = {
+    return {
+        "budget": ABLATION_BUDGET,
+        "resamples": resamples,
+        "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()},
+        "rows": rows,
+        "verdicts": comparison_verdicts(rows, outputs, assets, sampling_orders, resamples, command),
+    }
+
+
+def comparison_verdicts(
+    rows: list[dict], outputs: dict, assets: Path, sampling_orders: tuple[str, ...], resamples: int, command: str | None
+) -> dict:
+    """Per comparison whose two models were measured: the verdicts on samples (`sample_verdicts`),
+    on the held-out CE (`compare`), and the commands that made them (`comparison_commands`)."""
+    return {
         name: {
             **sample_verdicts(outputs, comparison, sampling_orders, resamples),
             "heldout_ce": compare(rows, name, sampling_orders[0], "heldout_ce"),
@@ -237,13 +251,6 @@ def evaluate_ablations(
         }
         for name, comparison in COMPARISONS.items()
         if all((v, sampling_orders[0]) in outputs for v in (comparison.baseline, comparison.variant))
-    }
-    return {
-        "budget": ABLATION_BUDGET,
-        "resamples": resamples,
-        "comparisons": {k: asdict(c) for k, c in COMPARISONS.items()},
-        "rows": rows,
-        "verdicts": verdicts,
     }
 
 
