@@ -115,7 +115,8 @@ def test_compare_prints_recipes_side_by_side_at_equal_samples(tmp_path, capsys):
             "value_precision": {"median_value_error": 0.07, "median_p_true": 0.1},
         }
 
-    curves = {"a": [entry(100, 0.2), entry(200, 0.4)], "b": [entry(200, 0.6)]}
+    long_name = "b_named_longer_than_twenty_four_letters"
+    curves = {"a": [entry(100, 0.2), entry(200, 0.4)], long_name: [entry(200, 0.6)]}
     paths = []
     for name, entries in curves.items():
         paths.append(tmp_path / f"{name}.json")
@@ -124,7 +125,8 @@ def test_compare_prints_recipes_side_by_side_at_equal_samples(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[0].split()[:3] == ["samples", "recipe", "CFG"]
     assert lines[1].split()[:4] == ["100", "a", "20.0%", "10.0%"]
-    assert [line.split()[1] for line in lines[2:]] == ["a", "b"] and lines[3].split()[2] == "60.0%"
+    assert [line.split()[1] for line in lines[2:]] == ["a", long_name] and lines[3].split()[2] == "60.0%"
+    assert len({line.index("%") for line in lines[1:]}) == 1, "the CFG 1 column moves with the name's length"
     assert lines[3].split()[-2:] == ["0.070", "0.100"]
     (tmp_path / "other.json").write_text("[1, 2]")
     with pytest.raises(SystemExit):

@@ -152,10 +152,11 @@ def format_entry(entry: dict, cfg: float) -> str:
 
 def comparison_table(curves: dict[str, dict]) -> str:
     """Recipes side by side at equal samples seen: one line per (samples seen, recipe) with class
-    accuracy at CFG 1 and the curve's guided scale, generative accuracy and the value error."""
-    lines = [
-        f"{'samples':>8}  {'recipe':<24} {'CFG 1':>6} {'CFG w':>6} {'generative':>10} {'|E[v]-v|':>9} {'p(true)':>8}"
-    ]
+    accuracy at CFG 1 and the curve's guided scale, generative accuracy and the value error (the
+    recipe column as wide as the longest name, so the columns stay aligned)."""
+    width = max(len("recipe"), *map(len, curves))
+    columns = f"{'CFG 1':>6} {'CFG w':>6} {'generative':>10} {'|E[v]-v|':>9} {'p(true)':>8}"
+    lines = [f"{'samples':>8}  {'recipe':<{width}} {columns}"]
     seen = sorted({e["samples_seen"] for curve in curves.values() for e in curve["entries"]})
     for samples in seen:
         for name, curve in curves.items():
@@ -165,7 +166,7 @@ def comparison_table(curves: dict[str, dict]) -> str:
             cfg = curve["settings"]["cfg"]
             error, p_true = (entry.get("value_precision", {}).get(k, float("nan")) for k in VALUE_COLUMNS)
             lines.append(
-                f"{samples:>8,}  {name:<24} {entry['cfg_1']['class_accuracy']:>6.1%} "
+                f"{samples:>8,}  {name:<{width}} {entry['cfg_1']['class_accuracy']:>6.1%} "
                 f"{entry[f'cfg_{cfg:g}']['class_accuracy']:>6.1%} {entry['generative_accuracy']:>10.1%} "
                 f"{error:>9.3f} {p_true:>8.3f}"
             )
