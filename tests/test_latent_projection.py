@@ -9,6 +9,7 @@ from tokenbridge import checkpoints
 from tokenbridge.classifier import ClassifierConfig, build_classifier
 from tokenbridge.evaluation import encode_in_batches, shapes_images
 from tokenbridge.latent_projection import fit_projection, main, projected_vae
+from tokenbridge.shapes import DATASETS
 from tokenbridge.vae import small
 
 
@@ -60,7 +61,7 @@ def test_command_line_writes_a_loadable_vae_and_its_sidecar(seeded, tmp_path, ca
     assert checkpoints.load_model(tmp_path / "out.safetensors", kind="vae").config.embed_dim == 2
     sidecar = json.loads((tmp_path / "out.json").read_text())
     assert sidecar["command"].startswith("python -m tokenbridge.latent_projection --vae")
-    assert set(sidecar["metrics"]["reconstruction"]) == {"shapes", "icons"}
+    assert set(sidecar["metrics"]["reconstruction"]) == set(DATASETS)
     assert set(sidecar["metrics"]["reconstruction"]["icons"]) == {"continuous", "b64", "b16"}
     with pytest.raises(SystemExit) as stop:
         main([*argv, "--channels", "17", "--export", str(tmp_path / "bad")])

@@ -138,3 +138,16 @@ def test_icons_keep_the_classes_and_colour_rules_of_shapes():
     )
     with pytest.raises(ValueError, match="unknown procedural dataset 'cartoons'.*shapes, icons"):
         ShapesDataset(5, kind="cartoons")
+
+
+def test_the_steps_between_icons_and_shapes_take_one_variety_each():
+    """Same (seed, index): posed_icons has the shapes' pose (the same mask) on a flat background;
+    textured_icons has the icons' pose (the same mask) on the shapes' textured background. The four
+    corner pixels are background in every kind (a shape stays inside its circumradius)."""
+    corners = (np.array([0, 0, -1, -1]), np.array([0, -1, 0, -1]))
+    for i in range(10):
+        shape, icon = render_shape(0, i), render_shape(0, i, kind="icons")
+        posed, textured = render_shape(0, i, kind="posed_icons"), render_shape(0, i, kind="textured_icons")
+        assert np.array_equal(posed.mask, shape.mask) and np.array_equal(textured.mask, icon.mask)
+        assert np.ptp(posed.image[corners], axis=0).max() == 0, f"index {i}: posed background not flat"
+        assert np.ptp(textured.image[corners], axis=0).max() > 0, f"index {i}: textured background flat"

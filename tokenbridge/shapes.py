@@ -1,10 +1,13 @@
-"""The procedural datasets: 10 kinds of shape, rendered with numpy, in two variations.
+"""The procedural datasets: 10 kinds of shape, rendered with numpy, in four variations.
 
 - ``"shapes"``: any pose (anywhere, any rotation, circumradius 0.2-0.4 of the image) on textured
   backgrounds (gradients, stripes, noise): what the VAE and the classifier are trained on.
 - ``"icons"``: the same classes and colour rules, but upright (rotation within ±0.1 rad), centred
   (±1.5 px), one size (circumradius 0.32-0.36) on a flat background: what a small generator can
   learn on 2 CPU cores (the full shapes spend its samples on pose and texture).
+- ``"posed_icons"`` (the shapes' pose on the icons' flat background) and ``"textured_icons"`` (the
+  icons' pose on the shapes' backgrounds): the steps between the two, to measure which of pose and
+  texture costs a generator its samples.
 
 Every image is a pure function of ``(kind, seed, index)`` (no files, no global random state); the
 label is ``index % 10``. `ShapesDataset` yields the same items as `tokenbridge.data.ImageFolderDataset`,
@@ -235,6 +238,8 @@ class Variation:
 DATASETS: dict[str, Variation] = {
     "shapes": Variation(scale=(0.2, 0.4), centre_jitter=None, max_rotation=None, textured_background=True),
     "icons": Variation(scale=(0.32, 0.36), centre_jitter=1.5, max_rotation=0.1, textured_background=False),
+    "posed_icons": Variation(scale=(0.2, 0.4), centre_jitter=None, max_rotation=None, textured_background=False),
+    "textured_icons": Variation(scale=(0.32, 0.36), centre_jitter=1.5, max_rotation=0.1, textured_background=True),
 }
 """The procedural datasets by name (see the module docstring)."""
 
@@ -298,7 +303,7 @@ def render_shape(seed: int, index: int, size: int = IMAGE_SIZE, kind: str = "sha
 
 
 class ShapesDataset(Dataset):
-    """A procedural dataset (``kind``: "shapes" or "icons"): item i is `render_shape(seed, offset + i, size, kind)`.
+    """A procedural dataset (``kind``: a `DATASETS` name): item i is `render_shape(seed, offset + i, size, kind)`.
 
     Items: ``(image [3, S, S] float32 in [-1, 1], label int64)``, plus ``mask [S, S] bool`` when
     ``with_mask``. Use ``seed=TRAIN_SEED`` for training and ``seed=HELDOUT_SEED`` for evaluation.
