@@ -215,11 +215,8 @@ def test_evaluate_measures_exported_variants_and_fingerprints_regenerate(tmp_pat
     assert head == "channel head: autoregressive vs parallel" and len(verdict["samples"]) == 2 * 4
     assert verdict["verdict_samples"] in {"holds", "reversed", "mixed", "undecided"}
     assert verdict["heldout_ce"]["metric"] == "heldout_ce" and result["resamples"] == experiments.RESAMPLES
-    # the commands behind the verdict: the baseline's sidecar records its training, the variant has none
-    assert verdict["commands"] == {
-        "train": {"baseline": "python -m tokenbridge.train generator --steps 1", "parallel_head": None},
-        "evaluate": result["command"],
-    }
+    train = {"baseline": "python -m tokenbridge.train generator --steps 1", "parallel_head": None}  # no sidecar
+    assert verdict["commands"] == {"train": train, "evaluate": result["command"]}
     pipe = Pipeline.load(vae=tmp_path / "vae.safetensors", generator=assets / "parallel_head.safetensors", device="cpu")
     # stored values (CPU, seed 0 models, SAMPLER_DEFAULTS but the order): the exported row, and the same again
     # from sample_fingerprints
